@@ -1,0 +1,300 @@
+"""Typed Arrow tables from pages of vendor rows.
+
+Every source declares, per table, the columns it knows and their kinds; a batch of rows (dicts
+as the API sent them, numbers possibly as strings) becomes one ``pyarrow.Table`` with a fixed
+schema. Yielding Arrow tables lets dlt write parquet during extract and skip row-by-row
+normalisation, which is the fastest path into DuckDB and the warehouses (see DESIGN.md,
+"Fast by construction").
+
+Open-ended attributes (keys a table spec does not declare) are collected into one JSON column
+(``extras_column``), so a busy account does not create thousands of columns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import MalformedResponse
+
+#: The kinds a column may be declared as, and their Arrow types.
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "text": pa.string(),
+    "unix_s": TIMESTAMP,
+    "unix_ms": TIMESTAMP,
+    "datetime": TIMESTAMP,
+    "json": pa.string(),
+}
+ZERO_DATES = frozenset({"0000-00-00 00:00:00", "0000-00-00", ""})
+_TRUE = frozenset({"1", "true", "yes", "y", "t", "on"})
+_FALSE = frozenset({"0", "false", "no", "n", "f", "off"})
+
+
+class _ValueError(ValueError):
+    pass
+
+
+def _int(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    if type(v) is int:
+        return v
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        if v.is_integer():
+            return int(v)
+        raise _ValueError(v)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise _ValueError(v) from None
+        if f.is_integer():
+            return int(f)
+        raise _ValueError(v) from None
+
+
+def _float(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise _ValueError(v) from None
+
+
+def _bool(v: Any) -> bool | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
+    raise _ValueError(v)
+
+
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (dict, list)):
+        return orjson.dumps(v).decode()
+    return str(v)
+
+
+def _json(v: Any) -> str | None:
+    if v is None:
+        return None
+    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _unix_s_micros(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        secs = int(v)
+    except (TypeError, ValueError):
+        try:
+            secs = float(v)
+        except (TypeError, ValueError):
+            raise _ValueError(v) from None
+        return None if secs == 0 else round(secs * 1_000_000)
+    return None if secs == 0 else secs * 1_000_000
+
+
+def _unix_ms_micros(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        ms = int(v)
+    except (TypeError, ValueError):
+        try:
+            ms = float(v)
+        except (TypeError, ValueError):
+            raise _ValueError(v) from None
+        return None if ms == 0 else round(ms * 1000)
+    return None if ms == 0 else ms * 1000
+
+
+_SCALAR: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "text": _text,
+    "json": _json,
+    "unix_s": _unix_s_micros,
+    "unix_ms": _unix_ms_micros,
+}
+
+
+def _datetime_array(values: list[Any], tz: str) -> pa.Array:
+    """`YYYY-MM-DD HH:MM:SS` (naive, in ``tz``), date-only or ISO 8601 strings → UTC timestamps.
+
+    MySQL zero dates become null. Parsing is vectorised with Arrow's strptime; values that do not
+    match the fixed layout fall back to ISO 8601 parsing one by one."""
+    cleaned = [None if (v is None or v in ZERO_DATES) else str(v) for v in values]
+    arr = pa.array(cleaned, type=pa.string())
+    try:
+        parsed = pc.strptime(arr, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _datetime_fallback(cleaned, tz)
+    if tz == "UTC":
+        return parsed.cast(TIMESTAMP)
+    return pc.assume_timezone(parsed, timezone=tz, ambiguous="earliest", nonexistent="earliest").cast(TIMESTAMP)
+
+
+def _datetime_fallback(values: list[str | None], tz: str) -> pa.Array:
+    import pendulum
+
+    micros: list[int | None] = []
+    for v in values:
+        if v is None:
+            micros.append(None)
+            continue
+        try:
+            dt = pendulum.parse(v, tz=tz, strict=False)
+        except Exception:
+            raise _ValueError(v) from None
+        if not isinstance(dt, pendulum.DateTime):
+            dt = pendulum.datetime(dt.year, dt.month, dt.day, tz=tz)  # a bare date
+        micros.append(int(dt.in_timezone("UTC").timestamp() * 1_000_000))
+    return pa.array(micros, type=pa.int64()).cast(TIMESTAMP)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The declared columns of one table, in order, each with its kind.
+
+    ``extras_column`` names the JSON column that receives every key not declared (``None`` drops
+    them). ``primary_key`` columns are non-nullable in the Arrow schema."""
+
+    name: str
+    columns: dict[str, str]
+    primary_key: tuple[str, ...] = ()
+    extras_column: str | None = "attributes"
+    tz: str = "UTC"
+    _schema: pa.Schema = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = {k for k in self.columns.values() if k not in ARROW_TYPES}
+        if unknown:
+            raise ValueError(f"unknown column kinds {sorted(unknown)} in table spec {self.name!r}")
+        fields = [
+            pa.field(c, ARROW_TYPES[k], nullable=c not in self.primary_key) for c, k in self.columns.items()
+        ]
+        if self.extras_column:
+            fields.append(pa.field(self.extras_column, pa.string()))
+        object.__setattr__(self, "_schema", pa.schema(fields))
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def with_tz(self, tz: str) -> TableSpec:
+        return TableSpec(self.name, self.columns, self.primary_key, self.extras_column, tz)
+
+    def dlt_columns(self) -> dict[str, dict[str, Any]]:
+        """Column hints for ``@dlt.resource(columns=...)``: JSON kinds as dlt ``json`` and every
+        declared column's type, so an empty first page still creates the right table."""
+        dlt_types = {
+            "int": "bigint",
+            "float": "double",
+            "bool": "bool",
+            "text": "text",
+            "unix_s": "timestamp",
+            "unix_ms": "timestamp",
+            "datetime": "timestamp",
+            "json": "json",
+        }
+        hints: dict[str, dict[str, Any]] = {}
+        for c, k in self.columns.items():
+            hint: dict[str, Any] = {"data_type": dlt_types[k], "nullable": c not in self.primary_key}
+            if dlt_types[k] == "timestamp":
+                hint["timezone"] = True
+            hints[c] = hint
+        if self.extras_column:
+            hints[self.extras_column] = {"data_type": "json", "nullable": True}
+        return hints
+
+    def to_arrow(self, rows: Sequence[dict[str, Any]]) -> pa.Table:
+        return rows_to_table(rows, self)
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
+    """Convert API rows to an Arrow table with ``spec``'s schema.
+
+    Numbers sent as strings become numbers, Unix seconds/milliseconds and date strings become UTC
+    timestamps (zero dates and 0 become null), undeclared keys go to the extras JSON column. A value
+    that cannot be converted raises :class:`MalformedResponse` naming the table and column."""
+    arrays: list[pa.Array] = []
+    for name, kind in spec.columns.items():
+        values = [r.get(name) for r in rows]
+        try:
+            if kind == "datetime":
+                arrays.append(_datetime_array(values, spec.tz))
+                continue
+            conv = _SCALAR[kind]
+            converted = [conv(v) for v in values]
+        except _ValueError as e:
+            raise MalformedResponse(
+                f"{spec.name}.{name}: cannot read {e.args[0]!r} as {kind}", body=None
+            ) from None
+        if kind in ("unix_s", "unix_ms"):
+            arrays.append(pa.array(converted, type=pa.int64()).cast(TIMESTAMP))
+        else:
+            arrays.append(pa.array(converted, type=ARROW_TYPES[kind]))
+    if spec.extras_column:
+        declared = spec.columns
+        extras: list[str | None] = []
+        for r in rows:
+            if len(r) > len(declared) or any(k not in declared for k in r):
+                rest = {k: v for k, v in r.items() if k not in declared}
+                extras.append(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode() if rest else None)
+            else:
+                extras.append(None)
+        arrays.append(pa.array(extras, type=pa.string()))
+    return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+
+def batched(pages: Iterable[list[dict[str, Any]]], size: int) -> Iterable[list[dict[str, Any]]]:
+    """Re-chunk pages of rows into batches of about ``size`` rows (the last one may be smaller)."""
+    buf: list[dict[str, Any]] = []
+    for page in pages:
+        buf.extend(page)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+class _ArrowJsonHintFilter(logging.Filter):
+    """dlt warns on every run that an Arrow string column carries a ``json`` hint. That is
+    deliberate here (open-ended attributes are JSON text in Arrow, JSON in the destination), so
+    the warning would only teach users to ignore warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
+def quiet_arrow_hint_warning() -> None:
+    logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _ArrowJsonHintFilter) for f in logger.filters):
+        logger.addFilter(_ArrowJsonHintFilter())
