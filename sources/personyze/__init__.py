@@ -1,0 +1,346 @@
+"""Personyze: users, events, sessions, daily summaries, catalogs and configuration tables.
+
+Read this file and you know what is loaded (tables are named after resources):
+
+| resource           | primary key          | write disposition | cursor                                     |
+|--------------------|----------------------|-------------------|--------------------------------------------|
+| users              | user_id              | merge             | (data_last_modified or last_session_time, user_id), lookback 300 s |
+| events             | id                   | merge             | id (lookback 100 ids)                      |
+| sessions_archive   | id                   | merge             | (end_time, id), lookback 300 s             |
+| summary_actions    | date, action_id      | merge             | (date, action_id), re-reads the last 3 days |
+| products, articles | id                   | merge             | none: keyset walk on id every run          |
+| placeholders, actions, conditions, user_lists | id | replace  | none: full snapshot                        |
+
+Incremental resources keep their position in dlt resource state (see
+``sources/common/cursor.py``): the cursor moves only when the load package that carries it
+is committed, every run re-reads the lookback window, and rows re-read there unchanged are not
+loaded again. The first run of ``users``, ``events`` and ``sessions_archive`` is a backfill that
+splits the id space into ranges walked concurrently.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
+from sources.common.concurrency import concurrent_pages
+from sources.common.cursor import LookbackCursor
+from sources.common.errors import ConfigurationError
+from sources.common.http import RetryPolicy
+from sources.common.lease import SharedClient
+from sources.common.progress import ProgressLog, record_requests
+
+from . import settings as S
+from .client import PersonyzeClient
+
+__all__ = ["personyze_source", "PersonyzeClient"]
+
+_DATE_FMT = "%Y-%m-%d %H:%M:%S"
+
+
+def _parse_date(value: Any) -> str:
+    """Daily-summary dates are compared as their ``YYYY-MM-DD HH:MM:SS`` text."""
+    text = str(value)
+    _dt.datetime.strptime(text, _DATE_FMT)  # refuse anything else early and loudly
+    return text
+
+
+def _days_before(days: int) -> Callable[[str], str]:
+    def behind(value: str) -> str:
+        d = _dt.datetime.strptime(value, _DATE_FMT) - _dt.timedelta(days=days)
+        return d.strftime(_DATE_FMT)
+
+    return behind
+
+
+def _minus(amount: int) -> Callable[[int], int]:
+    return lambda v: v - amount
+
+
+def _by(column: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: str(row.get(column))
+
+
+def _cursor_value(row: dict[str, Any], column: str, parse: Callable[[Any], Any]) -> Any:
+    v = row.get(column)
+    if v is None or v == "":
+        return None
+    return parse(v)
+
+
+@dlt.source(name="personyze", max_table_nesting=0)
+def personyze_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = S.DEFAULT_BASE_URL,
+    user_cursor: str = "data_last_modified",
+    lookback_seconds: int = S.DEFAULT_LOOKBACK_SECONDS,
+    events_lookback_ids: int = 100,
+    summary_days: int = S.DEFAULT_SUMMARY_DAYS,
+    backfill_workers: int = S.DEFAULT_BACKFILL_WORKERS,
+    page_size: int = S.MAX_ROWS,
+    slow_page_size: int = S.SLOW_QUERY_ROWS,
+    batch_rows: int = S.DEFAULT_BATCH_ROWS,
+    timezone: str = "UTC",
+    max_attempts: int = 6,
+    max_retry_wait: float = 120.0,
+    request_timeout: float = 30.0,
+    double_encode: bool = False,
+) -> Sequence[DltResource]:
+    """The Personyze REST API as dlt resources.
+
+    Args:
+        api_key: the account's API key (40 hex characters; Settings > Integrations > API).
+        base_url: ``https://app.personyze.com/rest``; only HTTPS is accepted.
+        user_cursor: ``data_last_modified`` (default; moves on every change of a profile) or
+            ``last_session_time`` (as the vendor docs paginate; misses edits that start no session).
+        lookback_seconds: how far behind its cursor ``users`` and ``sessions_archive`` re-read.
+        events_lookback_ids: how many ids behind its cursor ``events`` re-reads.
+        summary_days: how many trailing days ``summary_actions`` re-reads each run.
+        backfill_workers: concurrent id ranges on a first (backfill) run; 1 = one sequential walk.
+        page_size: rows per request where the API allows 1,000.
+        slow_page_size: rows per request for range queries on large tables (the API's cap is 50).
+        batch_rows: rows per Arrow table handed to dlt.
+        timezone: zone of the API's ``YYYY-MM-DD HH:MM:SS`` date strings (undocumented; UTC).
+        max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        double_encode: escape where-values twice (the vendor SDK's model), allowing ``/ & | , %``.
+    """
+    if user_cursor not in S.USER_CURSOR_COLUMNS:
+        raise ConfigurationError(
+            f"personyze user_cursor must be one of {', '.join(S.USER_CURSOR_COLUMNS)}, not {user_cursor!r}",
+            vendor=S.VENDOR,
+        )
+    for name, value in (
+        ("lookback_seconds", lookback_seconds),
+        ("events_lookback_ids", events_lookback_ids),
+        ("summary_days", summary_days - 1),
+        ("backfill_workers", backfill_workers - 1),
+        ("batch_rows", batch_rows - 1),
+    ):
+        if int(value) < 0:
+            raise ConfigurationError(f"personyze {name} is out of range", vendor=S.VENDOR)
+    quiet_arrow_hint_warning()
+    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
+
+    def make_client() -> PersonyzeClient:
+        return PersonyzeClient(
+            api_key,
+            base_url,
+            timeout=request_timeout,
+            retry=retry,
+            page_size=page_size,
+            slow_page_size=slow_page_size,
+            double_encode=double_encode,
+            max_connections=max(8, backfill_workers * 2),
+        )
+
+    # built now, so a bad key or a non-HTTPS URL fails before any resource runs
+    shared = SharedClient(make_client, on_close=lambda c: record_requests(S.VENDOR, c.http.stats["requests"]))
+
+    def spec(table: TableSpec) -> TableSpec:
+        return table if timezone == "UTC" else table.with_tz(timezone)
+
+    def keyset_resource(
+        name: str,
+        table: TableSpec,
+        cursor: str,
+        key: str,
+        parse: Callable[[Any], Any],
+        behind: Callable[[Any], Any],
+        split_on: str | None,
+        pk: Callable[[dict[str, Any]], str],
+    ) -> Iterator[pa.Table]:
+        state = dlt.current.resource_state(name)
+        if state.get("cursor_column", cursor) != cursor:
+            raise ConfigurationError(
+                f"personyze {name} was loaded with cursor {state['cursor_column']}; switching to "
+                f"{cursor} needs a full refresh (cdp-sync run personyze --full-refresh)",
+                vendor=S.VENDOR,
+            )
+        cur = LookbackCursor(state, behind)
+        progress = ProgressLog(S.VENDOR, name)
+        tbl = spec(table)
+        with shared.use() as api:
+            requests_before = api.http.stats["requests"]
+            if cur.value is None:
+                pages, new_cursor, mode = _backfill(api, name, cursor, key, parse, split_on, backfill_workers, cur)
+            else:
+                pages, new_cursor, mode = _incremental(api, name, cursor, key, parse, cur), None, "incremental"
+
+            def admitted() -> Iterator[list[dict[str, Any]]]:
+                for page in pages:
+                    keep = []
+                    for row in page:
+                        if cur.admit(pk(row), _cursor_value(row, cursor, parse), row):
+                            keep.append(row)
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            for batch in batched(admitted(), batch_rows):
+                yield tbl.to_arrow(batch)
+            state["cursor_column"] = cursor
+            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
+            progress.done(mode)
+
+    def users() -> Iterator[pa.Table]:
+        yield from keyset_resource(
+            "users", S.USERS, user_cursor, "user_id", int, _minus(lookback_seconds), "user_id", _by("user_id")
+        )
+
+    def events() -> Iterator[pa.Table]:
+        yield from keyset_resource(
+            "events", S.EVENTS, "id", "id", int, _minus(events_lookback_ids), "id", _by("id")
+        )
+
+    def sessions_archive() -> Iterator[pa.Table]:
+        yield from keyset_resource(
+            "sessions_archive", S.SESSIONS_ARCHIVE, "end_time", "id", int, _minus(lookback_seconds), "id", _by("id")
+        )
+
+    def summary_actions() -> Iterator[pa.Table]:
+        yield from keyset_resource(
+            "summary_actions",
+            S.SUMMARY_ACTIONS,
+            "date",
+            "action_id",
+            _parse_date,
+            _days_before(summary_days - 1),
+            None,
+            lambda row: f"{row.get('date')}|{row.get('action_id')}",
+        )
+
+    def catalog(table: TableSpec) -> Callable[[], Iterator[pa.Table]]:
+        def walk_all() -> Iterator[pa.Table]:
+            tbl = spec(table)
+            progress = ProgressLog(S.VENDOR, table.name)
+            with shared.use() as api:
+                pages = api.walk(table.name, "id", "id", slow=False)
+                for batch in batched(_counted(pages, progress), batch_rows):
+                    yield tbl.to_arrow(batch)
+            progress.done("full walk")
+
+        walk_all.__name__ = table.name
+        return walk_all
+
+    resources: list[DltResource] = [
+        dlt.resource(
+            users,
+            name="users",
+            primary_key="user_id",
+            write_disposition="merge",
+            columns=S.USERS.dlt_columns(),
+            parallelized=True,
+        )(),
+        dlt.resource(
+            events, name="events", primary_key="id", write_disposition="merge", columns=S.EVENTS.dlt_columns(),
+            parallelized=True,
+        )(),
+        dlt.resource(
+            sessions_archive,
+            name="sessions_archive",
+            primary_key="id",
+            write_disposition="merge",
+            columns=S.SESSIONS_ARCHIVE.dlt_columns(),
+            parallelized=True,
+        )(),
+        dlt.resource(
+            summary_actions,
+            name="summary_actions",
+            primary_key=["date", "action_id"],
+            write_disposition="merge",
+            columns=S.SUMMARY_ACTIONS.dlt_columns(),
+            parallelized=True,
+        )(),
+    ]
+    for table in S.CATALOGS:
+        resources.append(
+            dlt.resource(
+                catalog(table), name=table.name, primary_key="id", write_disposition="merge",
+                columns=table.dlt_columns(), parallelized=True,
+            )()
+        )
+    for table in S.SMALL_TABLES:
+        resources.append(
+            dlt.resource(
+                catalog(table), name=table.name, primary_key="id", write_disposition="replace",
+                columns=table.dlt_columns(), parallelized=True,
+            )()
+        )
+    return resources
+
+
+def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[list[dict[str, Any]]]:
+    for page in pages:
+        progress.update(len(page), len(page))
+        yield page
+
+
+def _split(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:
+    """Split the ids in (lo, hi] into at most ``parts`` disjoint (after, upto] ranges."""
+    span = hi - lo
+    parts = max(1, min(parts, span))
+    step = -(-span // parts)
+    return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
+
+
+def _backfill(
+    api: PersonyzeClient,
+    obj: str,
+    cursor: str,
+    key: str,
+    parse: Callable[[Any], Any],
+    split_on: str | None,
+    workers: int,
+    cur: LookbackCursor,
+) -> tuple[Iterator[list[dict[str, Any]]], Any, str]:
+    """First run: read everything. The cursor to commit is the newest cursor value *before*
+    the walk started, so rows changed while it runs are read again next time."""
+    newest = api.edge(obj, cursor, last=True)
+    if newest is None:
+        return iter(()), None, "backfill (empty)"
+    start_cursor = _cursor_value(newest, cursor, parse)
+    if start_cursor is not None:
+        cur.set_floor(start_cursor)
+    if split_on is None:
+        return api.walk(obj, cursor, key, parse=parse), start_cursor, "backfill"
+    first, last = api.edge(obj, split_on, last=False), api.edge(obj, split_on, last=True)
+    lo, hi = int(first[split_on]) - 1, int(last[split_on])
+    ranges = _split(lo, hi, max(1, workers) * 4) if workers > 1 else [(lo, hi)]
+
+    def task(after: int, upto: int) -> Callable[[], Iterator[list[dict[str, Any]]]]:
+        return lambda: api.walk(obj, split_on, split_on, after=(after, after), extra=[(split_on, "<=", upto)])
+
+    pages = concurrent_pages([task(a, b) for a, b in ranges], workers, name=f"personyze-{obj}")
+    return pages, start_cursor, f"backfill ({len(ranges)} ranges, {workers} workers)"
+
+
+def _incremental(
+    api: PersonyzeClient,
+    obj: str,
+    cursor: str,
+    key: str,
+    parse: Callable[[Any], Any],
+    cur: LookbackCursor,
+) -> Iterator[list[dict[str, Any]]]:
+    """Later runs: everything at or after (stored cursor - lookback).
+
+    Fast path: the newest 1,000 rows by cursor need no ``where`` and so are not a slow query; if
+    the smallest cursor among them is below the lower bound (or fewer came back), every row at or
+    above the bound is in that one response. Otherwise walk the keyset from the bound in pages of
+    50 (a range query is slow)."""
+    low = cur.lower_bound()
+    size = api.page_size
+    newest = api.newest(obj, cursor, count=size)
+    values = [_cursor_value(r, cursor, parse) for r in newest]
+    present = [v for v in values if v is not None]
+    if len(newest) < size or (present and min(present) < low) or len(present) < len(values):
+        rows = [r for r, v in zip(newest, values, strict=True) if v is not None and v >= low]
+        rows.sort(key=lambda r: _cursor_value(r, cursor, parse))
+        return iter([rows] if rows else [])
+    return api.walk(obj, cursor, key, parse=parse, start=low)
