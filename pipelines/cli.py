@@ -1,0 +1,363 @@
+"""``cdp-sync``: run, inspect and try the sources from the shell.
+
+    cdp-sync run <vendor> [--resources a,b] [--destination duckdb] [--dataset-name NAME]
+                          [--pipeline-name NAME] [--full-refresh]
+    cdp-sync demo         every emulator on loopback, every source into cdp_demo.duckdb
+    cdp-sync state <vendor>   each resource's cursor and last run
+    cdp-sync check <vendor>   credentials and reachability
+
+Configuration comes the dlt way: ``.dlt/config.toml``, ``.dlt/secrets.toml`` and environment
+variables (``SOURCES__PERSONYZE__API_KEY``, ``SOURCES__PERSONYZE__BASE_URL``; ``SSL_CERT_FILE``
+for a private CA). A failure prints one line and exits non-zero; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pipelines.vendors import VENDORS, Vendor
+
+EXIT_FAILED = 1  # the run failed: the vendor refused, a server kept failing, a load job failed
+EXIT_USAGE = 2  # bad input or configuration
+
+#: destinations that take parquet directly (fastest path for Arrow pages)
+PARQUET_DESTINATIONS = {"duckdb", "motherduck", "filesystem", "bigquery", "snowflake", "databricks", "athena"}
+DEMO_DATABASE = "cdp_demo.duckdb"
+DEMO_SCALE = 2000
+
+
+class CliFailure(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def _setup_environment() -> None:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    from sources.common.redact import install_log_redaction
+
+    install_log_redaction()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    for name, level in (("cdp_sync.progress", logging.INFO), ("cdp_sync.http", logging.WARNING)):
+        log = logging.getLogger(name)
+        log.setLevel(level)
+        log.addHandler(handler)
+        log.propagate = False
+
+
+def _vendor(name: str) -> Vendor:
+    try:
+        return VENDORS[name]
+    except KeyError:
+        raise CliFailure(f"unknown vendor {name!r}; known: {', '.join(sorted(VENDORS))}", EXIT_USAGE) from None
+
+
+def _explain(exc: BaseException, vendor: str | None) -> tuple[str, int]:
+    """One line for any failure: the innermost cdp-sync error if there is one."""
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    from sources.common.errors import AuthError, ConfigurationError, CdpSyncError
+    from sources.common.redact import redact
+
+    seen: set[int] = set()
+    stack = [exc]
+    found: BaseException | None = None
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (CdpSyncError, ConfigFieldMissingException, CliFailure)):
+            found = e
+            break
+        stack += [getattr(e, "exception", None), e.__cause__, e.__context__]
+    if isinstance(found, CliFailure):
+        return str(found), found.code
+    if isinstance(found, ConfigFieldMissingException):
+        fields = ", ".join(found.fields) if getattr(found, "fields", None) else "a required value"
+        v = vendor or "the source"
+        hint = f"; set {VENDORS[vendor].key_env} or put it under [sources.{vendor}] in .dlt/secrets.toml" if vendor in VENDORS else ""
+        return f"{v}: missing configuration ({fields}){hint}", EXIT_USAGE
+    if isinstance(found, ConfigurationError):
+        return redact(str(found)), EXIT_USAGE
+    if isinstance(found, AuthError):
+        return redact(str(found)), EXIT_FAILED
+    if found is not None:
+        return redact(str(found)), EXIT_FAILED
+    text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return f"{type(exc).__name__}: {text}", EXIT_FAILED
+
+
+def _fail(exc: BaseException, vendor: str | None, debug: bool) -> NoReturn:
+    message, code = _explain(exc, vendor)
+    if debug:
+        from sources.common.redact import redact
+
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """cdp-sync: load customer-data platforms into DuckDB or a warehouse, incrementally."""
+    _setup_environment()
+
+
+def _debug_option(f: Any) -> Any:
+    return click.option("--debug", is_flag=True, help="Show the full traceback on failure.")(f)
+
+
+def _run_pipeline(
+    vendor: Vendor,
+    source: Any,
+    *,
+    pipeline_name: str,
+    destination: Any,
+    dataset_name: str,
+    full_refresh: bool,
+    destination_name: str,
+    pipelines_dir: str | None = None,
+) -> dict[str, Any]:
+    import dlt
+
+    from sources.common.progress import requests_made
+
+    pipeline = dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=destination,
+        dataset_name=dataset_name,
+        pipelines_dir=pipelines_dir,
+    )
+    fmt = "parquet" if destination_name in PARQUET_DESTINATIONS else None
+    before = requests_made(vendor.name)
+    started = time.monotonic()
+    if pipeline.has_pending_data:
+        # a previous run stopped after extracting: finish loading its packages first, otherwise
+        # dlt's run() would load them and skip the new extract
+        click.echo(f"{vendor.name}: finishing the load packages of an interrupted run", err=True)
+        pipeline.run().raise_on_failed_jobs()
+    info = pipeline.run(source, loader_file_format=fmt, refresh="drop_sources" if full_refresh else None)
+    info.raise_on_failed_jobs()
+    elapsed = time.monotonic() - started
+    counts = {}
+    trace = pipeline.last_trace
+    if trace is not None and trace.last_normalize_info is not None:
+        counts = {t: n for t, n in trace.last_normalize_info.row_counts.items() if not t.startswith("_dlt")}
+    return {
+        "pipeline": pipeline,
+        "rows": counts,
+        "requests": requests_made(vendor.name) - before,
+        "seconds": elapsed,
+    }
+
+
+def _print_summary(vendor: str, result: dict[str, Any]) -> None:
+    rows = result["rows"]
+    total = sum(rows.values())
+    click.echo(
+        f"{vendor}: {total:,} rows loaded in {result['seconds']:.1f} s with {result['requests']:,} requests"
+    )
+    for table in sorted(rows):
+        click.echo(f"  {table:<24} {rows[table]:>10,}")
+
+
+@main.command()
+@click.argument("vendor")
+@click.option("--resources", default=None, help="Comma-separated resources to load (default: all).")
+@click.option("--destination", default="duckdb", show_default=True, help="A dlt destination name.")
+@click.option("--dataset-name", default=None, help="Dataset (schema) name; default: the vendor.")
+@click.option("--pipeline-name", default=None, help="Pipeline name (state, DuckDB file); default: the vendor.")
+@click.option("--full-refresh", is_flag=True, help="Drop this source's tables and state, then load everything.")
+@_debug_option
+def run(
+    vendor: str,
+    resources: str | None,
+    destination: str,
+    dataset_name: str | None,
+    pipeline_name: str | None,
+    full_refresh: bool,
+    debug: bool,
+) -> None:
+    """Load VENDOR into a destination (incrementally after the first run)."""
+    try:
+        v = _vendor(vendor)
+        source = v.load_source()()
+        if resources:
+            wanted = [r.strip() for r in resources.split(",") if r.strip()]
+            unknown = [r for r in wanted if r not in source.resources]
+            if unknown:
+                raise CliFailure(
+                    f"{vendor} has no resource {', '.join(unknown)}; available: {', '.join(source.resources)}",
+                    EXIT_USAGE,
+                )
+            source = source.with_resources(*wanted)
+        result = _run_pipeline(
+            v,
+            source,
+            pipeline_name=pipeline_name or vendor,
+            destination=destination,
+            dataset_name=dataset_name or vendor,
+            full_refresh=full_refresh,
+            destination_name=destination,
+        )
+    except Exception as exc:
+        _fail(exc, vendor, debug)
+    _print_summary(vendor, result)
+
+
+@main.command()
+@click.argument("vendor")
+@_debug_option
+def check(vendor: str, debug: bool) -> None:
+    """Verify VENDOR's credentials and that its API is reachable."""
+    import dlt
+
+    try:
+        v = _vendor(vendor)
+        key = dlt.secrets.get(f"{v.section}.api_key")
+        if not key:
+            raise CliFailure(
+                f"{vendor}: no API key; set {v.key_env} or api_key under [{v.section}] in .dlt/secrets.toml",
+                EXIT_USAGE,
+            )
+        base_url = dlt.config.get(f"{v.section}.base_url") or v.default_base_url
+        summary = v.probe(str(key), str(base_url))
+    except Exception as exc:
+        _fail(exc, vendor, debug)
+    click.echo(f"{vendor}: ok, {summary} at {base_url}")
+
+
+@main.command()
+@click.argument("vendor")
+@click.option("--pipeline-name", default=None, help="Pipeline name; default: the vendor.")
+@_debug_option
+def state(vendor: str, pipeline_name: str | None, debug: bool) -> None:
+    """Show each resource's cursor and last run."""
+    import dlt
+    from dlt.pipeline.exceptions import CannotRestorePipelineException
+
+    try:
+        _vendor(vendor)
+        name = pipeline_name or vendor
+        try:
+            pipeline = dlt.attach(pipeline_name=name)
+        except CannotRestorePipelineException:
+            raise CliFailure(
+                f"no pipeline named {name!r} here; run `cdp-sync run {vendor}` first or pass --pipeline-name",
+                EXIT_USAGE,
+            ) from None
+        resources = pipeline.state.get("sources", {}).get(vendor, {}).get("resources", {})
+    except Exception as exc:
+        _fail(exc, vendor, debug)
+    if not resources:
+        click.echo(f"{vendor}: pipeline {name!r} has no resource state yet")
+        return
+    click.echo(f"{vendor} (pipeline {name!r}):")
+    for res in sorted(resources):
+        st = resources[res]
+        last = st.get("last_run") or {}
+        cursor = st.get("cursor")
+        col = st.get("cursor_column")
+        where = f"{col} = {cursor}" if col else f"cursor = {cursor}"
+        click.echo(
+            f"  {res:<18} {where:<42} last run {last.get('finished_at', '-')}: "
+            f"{last.get('rows_loaded', 0):,} rows loaded ({last.get('mode', '-')}), "
+            f"{len(st.get('seen') or {}):,} rows remembered in the lookback window"
+        )
+    for key, value in pipeline.state.get("sources", {}).get(vendor, {}).items():
+        if key != "resources":
+            click.echo(f"  {key}: {value}")
+
+
+@contextmanager
+def _demo_emulators(scale: int) -> Iterator[list[Any]]:
+    try:
+        import emulators
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise CliFailure(
+            f"cdp-sync demo needs the emulators: pip install 'cdp-sync[emulators]' ({exc})", EXIT_USAGE
+        ) from None
+    with ExitStack() as stack:
+        servers = []
+        for name in emulators.available_vendors():
+            if name in VENDORS:
+                server = emulators.start(name, scale=scale)
+                stack.callback(server.stop)
+                servers.append(server)
+        yield servers
+
+
+@main.command()
+@click.option("--scale", default=DEMO_SCALE, show_default=True, help="Users per emulated account.")
+@click.option("--database", default=DEMO_DATABASE, show_default=True, help="DuckDB file to load into.")
+@_debug_option
+def demo(scale: int, database: str, debug: bool) -> None:
+    """Start every emulator on loopback and load every source into one DuckDB file."""
+    import dlt
+    import duckdb
+
+    db = Path(database).resolve()
+    loaded: list[str] = []
+    try:
+        with _demo_emulators(scale) as servers, tempfile.TemporaryDirectory(prefix="cdp-demo-") as tmp:
+            if not servers:
+                raise CliFailure("no emulator is available for any source")
+            bundle = Path(tmp) / "ca-bundle.pem"
+            bundle.write_text("".join(Path(s.ca_file).read_text() for s in servers))
+            os.environ["SSL_CERT_FILE"] = str(bundle)
+            for server in servers:
+                v = VENDORS[server.vendor]
+                click.echo(f"{v.name}: emulator at {server.base_url}", err=True)
+                source = v.load_source()(api_key=server.api_key, base_url=server.base_url)
+                result = _run_pipeline(
+                    v,
+                    source,
+                    pipeline_name=f"cdp_demo_{v.name}",
+                    destination=dlt.destinations.duckdb(str(db)),
+                    dataset_name=v.name,
+                    full_refresh=True,
+                    destination_name="duckdb",
+                    pipelines_dir=str(Path(tmp) / "pipelines"),
+                )
+                _print_summary(v.name, result)
+                loaded.append(v.name)
+    except Exception as exc:
+        _fail(exc, None, debug)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in (select unnest(?)) and table_name not like '\\_dlt%' escape '\\' "
+            "order by 1, 2",
+            [loaded],
+        ).fetchall()
+        click.echo(f"\nLoaded into {db.name}:")
+        click.echo(f"  {'table':<36} {'rows':>10}")
+        for schema, table in tables:
+            (n,) = con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()
+            click.echo(f"  {schema + '.' + table:<36} {n:>10,}")
+    finally:
+        con.close()
+    first = tables[0] if tables else ("personyze", "users")
+    click.echo(
+        "\nQuery it with DuckDB, for example:\n"
+        f"  python -c \"import duckdb; print(duckdb.connect('{db.name}').sql('select * from {first[0]}.{first[1]} limit 5'))\"\n"
+        f"  duckdb {db.name} \"select count(*) from {first[0]}.{first[1]}\"   (with the DuckDB CLI)"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
