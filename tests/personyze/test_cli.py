@@ -1,0 +1,157 @@
+"""`cdp-sync` end to end: subprocesses against an in-process emulator over HTTPS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from sources.personyze import settings as S
+
+from .truth import assert_table_equals
+
+SCALE = 2000
+
+
+@pytest.fixture
+def emu(start_emulator: Any) -> Any:
+    return start_emulator("personyze", scale=SCALE, seed=3)
+
+
+@pytest.fixture
+def ctl(emu: Any, control_for: Any) -> Any:
+    return control_for(emu)
+
+
+def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update(
+        SOURCES__PERSONYZE__API_KEY=server.api_key,
+        SOURCES__PERSONYZE__BASE_URL=server.base_url,
+        SSL_CERT_FILE=server.ca_file,
+        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    env.update(extra)
+    return env
+
+
+def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_state_and_check(emu, ctl, tmp_path):
+    env = cli_env(emu, tmp_path)
+    result = cdp_sync("run", "personyze", "--resources", "users,events,placeholders", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "personyze:" in result.stdout and "requests" in result.stdout
+    assert f"users {SCALE:>10,}".replace(" ", "") in result.stdout.replace(" ", "")
+    assert (tmp_path / "personyze.duckdb").exists(), "default DuckDB file is <pipeline_name>.duckdb in the cwd"
+    with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
+        assert_table_equals(con, "personyze", S.USERS, ctl.export("users"))
+
+    state = cdp_sync("state", "personyze", env=env, cwd=tmp_path)
+    assert state.returncode == 0, state.stderr
+    newest = max(int(u["data_last_modified"]) for u in ctl.export("users"))
+    assert f"data_last_modified = {newest}" in state.stdout
+    assert "events" in state.stdout
+
+    check = cdp_sync("check", "personyze", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("personyze: ok")
+
+
+def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
+    wrong = "0" * 40
+    env = cli_env(emu, tmp_path, SOURCES__PERSONYZE__API_KEY=wrong)
+    for args in (("run", "personyze"), ("check", "personyze")):
+        result = cdp_sync(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        assert "personyze" in lines[0] and "401" in lines[0]
+        assert "Traceback" not in result.stderr
+        assert wrong not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env_change", "needle"),
+    [
+        (("run", "personyze"), {"SOURCES__PERSONYZE__API_KEY": None}, "SOURCES__PERSONYZE__API_KEY"),
+        (("run", "personyze", "--resources", "users,nope"), {}, "no resource nope"),
+        (("run", "nosuchvendor"), {}, "unknown vendor"),
+        (("run", "personyze"), {"SOURCES__PERSONYZE__BASE_URL": "http://127.0.0.1:9/rest"}, "HTTPS"),
+        (("state", "personyze", "--pipeline-name", "never_ran"), {}, "no pipeline named"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
+    env = cli_env(emu, tmp_path)
+    for k, v in env_change.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    result = cdp_sync(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.count("error:") == 1 and needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
+    ctl.configure(latency_ms=20)
+    env = cli_env(emu, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "personyze", "--resources", "users,events"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            walked = [e for e in ctl.requests() if e["path"].startswith("/rest/users/where")]
+            if len(walked) >= 12:
+                break
+            assert proc.poll() is None, "the run finished before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the users walk never started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    ctl.configure(latency_ms=0)
+    ctl.mutate({"op": "modify_users", "count": 30})
+    result = cdp_sync("run", "personyze", "--resources", "users,events", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
+        assert_table_equals(con, "personyze", S.USERS, ctl.export("users"))
+        assert_table_equals(con, "personyze", S.EVENTS, ctl.export("events"))
+
+
+def test_demo_loads_every_source(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env["DLT_DATA_DIR"] = str(tmp_path / "dlt_data")
+    result = cdp_sync("demo", "--scale", "300", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cdp_demo.duckdb").exists()
+    assert "personyze.users" in result.stdout and "duckdb" in result.stdout
+    with duckdb.connect(str(tmp_path / "cdp_demo.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from personyze.users").fetchone()[0] == 300

@@ -1,0 +1,239 @@
+"""The Personyze source against its emulator over HTTPS on loopback."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import duckdb
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from emulators.personyze.grammar import parse_path
+from sources.common.errors import ConfigurationError, RequestRejected
+from sources.personyze import personyze_source
+from sources.personyze import settings as S
+
+from .truth import assert_table_equals
+
+SCALE = 2500
+INCREMENTAL = ("users", "events", "sessions_archive", "summary_actions")
+RANGE_OPS = {">", ">=", "<", "<=", "!=", "!:"}
+ALL_TABLES = (
+    S.USERS,
+    S.EVENTS,
+    S.SESSIONS_ARCHIVE,
+    S.SUMMARY_ACTIONS,
+    S.PRODUCTS,
+    S.ARTICLES,
+    *S.SMALL_TABLES,
+)
+
+
+@pytest.fixture
+def emu(start_emulator: Any) -> Any:
+    return start_emulator("personyze", scale=SCALE, seed=7)
+
+
+@pytest.fixture
+def ctl(emu: Any, control_for: Any) -> Any:
+    return control_for(emu)
+
+
+def source(server: Any, *resources: str, **options: Any) -> Any:
+    src = personyze_source(api_key=server.api_key, base_url=server.base_url, **options)
+    return src.with_resources(*resources) if resources else src
+
+
+def run(pipeline: Any, src: Any) -> dict[str, int]:
+    info = pipeline.run(src, loader_file_format="parquet")
+    info.raise_on_failed_jobs()
+    return dict(pipeline.last_trace.last_normalize_info.row_counts)
+
+
+def db(pipeline: Any) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(pipeline.destination.config_params["credentials"], read_only=True)
+
+
+def connect(tmp_path: Any) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(tmp_path / "test.duckdb"), read_only=True)
+
+
+def requests_by_object(log: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for entry in log:
+        path = entry["raw_path"]
+        assert path.startswith("/rest/"), path
+        q = parse_path(path[len("/rest/") :])
+        out.setdefault(q.object, []).append(q)
+    return out
+
+
+def assert_within_limits(log: list[dict[str, Any]]) -> None:
+    """No request reads past 1,000 rows, and every range query on a large table reads ≤ 50."""
+    assert log, "no requests were logged"
+    for entry in log:
+        q = parse_path(entry["raw_path"][len("/rest/") :])
+        if q.id is not None or q.object == "account":
+            continue
+        assert q.count is not None, f"request without limit: {entry['raw_path']}"
+        assert q.offset + q.count <= 1000, entry["raw_path"]
+        assert q.offset == 0, f"offset paging: {entry['raw_path']}"
+        ranged = any(c.op in RANGE_OPS for branch in (q.where or []) for c in branch)
+        if ranged and q.object in ("users", "events", "sessions_archive", "summary_actions"):
+            assert q.count <= 50, f"slow query reading {q.count} rows: {entry['raw_path']}"
+
+
+def test_backfill_equals_the_emulator_exactly(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    counts = run(pipeline, source(emu))
+    log = ctl.requests()
+    assert all(e["status"] == 200 for e in log), Counter(e["status"] for e in log)
+    assert_within_limits(log)
+    with connect(tmp_path) as con:
+        for spec in ALL_TABLES:
+            assert_table_equals(con, "data", spec, ctl.export(spec.name))
+    state = ctl.state()["tables"]
+    assert counts["users"] == state["users"] == SCALE
+    assert state["products"] > 1000, "the catalog must be larger than one request can return"
+    # the backfill really split users into concurrent id ranges
+    users = requests_by_object(log)["users"]
+    assert sum(1 for q in users if q.where and any(c.op == "<=" for c in q.where[0])) >= 8
+
+
+def test_second_run_without_changes_loads_nothing_with_at_most_two_requests(emu, ctl, make_pipeline):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu))
+    ctl.clear_requests()
+    counts = run(pipeline, source(emu, *INCREMENTAL))
+    per_object = requests_by_object(ctl.requests())
+    for name in INCREMENTAL:
+        assert 1 <= len(per_object.get(name, [])) <= 2, (name, len(per_object.get(name, [])))
+        assert counts.get(name, 0) == 0, (name, counts)
+
+
+@pytest.mark.parametrize("page_size", [100, 1000])
+def test_modified_users_tied_across_page_boundaries_load_exactly(emu, ctl, make_pipeline, tmp_path, page_size):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users", page_size=page_size))
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    # more tied rows than the fast path returns, so the keyset walk pages through one second
+    n = 230 if page_size == 100 else 1130
+    changed = ctl.mutate({"op": "modify_users", "count": n})
+    assert len(changed["user_ids"]) == n
+    ctl.clear_requests()
+    counts = run(pipeline, source(emu, "users", page_size=page_size))
+    assert counts["users"] == n
+    users = requests_by_object(ctl.requests())["users"]
+    walked = [q for q in users if q.where]
+    assert len(walked) >= n // 50, "the tie run must span several pages"
+    assert_within_limits(ctl.requests())
+    with connect(tmp_path) as con:
+        load_ids = [r[0] for r in con.execute("select distinct _dlt_load_id from data.users order by 1").fetchall()]
+        second = {r[0] for r in con.execute("select user_id from data.users where _dlt_load_id = ?", [load_ids[-1]]).fetchall()}
+        assert second == set(changed["user_ids"])
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+def test_injected_failure_mid_pagination_then_rerun_is_exact(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    # the 8th users request fails with an error that is never retried
+    ctl.add_faults([{"path": "^/rest/users/where", "actions": [{"pass": True}] * 7 + [{"status": 400, "body": "boom"}]}])
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, source(emu, "users", "events", backfill_workers=2))
+    assert isinstance(_root(failed.value), RequestRejected)
+    assert "users" not in pipeline.state.get("sources", {}).get("personyze", {}).get("resources", {})
+    ctl.mutate({"op": "modify_users", "count": 40})
+    run(pipeline, source(emu, "users", "events", backfill_workers=2))
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+        assert_table_equals(con, "data", S.EVENTS, ctl.export("events"))
+
+
+def test_transient_503s_are_retried(emu, ctl, make_pipeline):
+    pipeline = make_pipeline()
+    ctl.add_faults([{"path": "^/rest/placeholders", "actions": [{"status": 503, "body": "deadlock"}] * 2}])
+    counts = run(pipeline, source(emu, "placeholders"))
+    statuses = [e["status"] for e in ctl.requests() if e["path"].startswith("/rest/placeholders")]
+    assert statuses == [503, 503, 200]
+    assert counts["placeholders"] == ctl.state()["tables"]["placeholders"]
+
+
+def test_dropped_connection_and_truncated_json_are_retried(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    ctl.add_faults(
+        [{"path": "^/rest/products/where", "actions": [{"pass": True}, {"drop": True}, {"truncate": True}]}]
+    )
+    run(pipeline, source(emu, "products", page_size=100))
+    faults = [e["fault"] for e in ctl.requests() if e["fault"]]
+    assert "drop" in faults and "truncate" in faults
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.PRODUCTS, ctl.export("products"))
+
+
+def test_late_rows_inside_the_lookback_are_loaded_outside_are_not(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "events", "sessions_archive"))
+    ctl.mutate({"op": "advance_clock", "seconds": 30})
+    late_events = ctl.mutate({"op": "add_events", "count": 20, "late_seconds": 86400})
+    ctl.mutate({"op": "add_sessions", "count": 5, "late_seconds": 60})  # inside the 300 s lookback
+    outside = ctl.mutate({"op": "add_sessions", "count": 3, "late_seconds": 7200})  # beyond it
+    counts = run(pipeline, source(emu, "events", "sessions_archive"))
+    # events page by id: a late event gets a new id, so it is always caught
+    assert counts["events"] == 20
+    first, last = late_events["ids"]
+    assert last - first + 1 == 20
+    # sessions page by end_time: the documented limit is the lookback window
+    assert counts["sessions_archive"] == 5
+    with connect(tmp_path) as con:
+        loaded = {r[0] for r in con.execute("select id from data.sessions_archive").fetchall()}
+    assert not set(range(outside["ids"][0], outside["ids"][1] + 1)) & loaded
+
+
+def test_summary_days_are_reread_and_only_changed_rows_load(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "summary_actions"))
+    changed = ctl.mutate({"op": "update_summaries", "days": 2})
+    counts = run(pipeline, source(emu, "summary_actions"))
+    assert counts["summary_actions"] == changed["rows"]
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.SUMMARY_ACTIONS, ctl.export("summary_actions"))
+
+
+def test_last_session_time_cursor_and_switching_needs_a_full_refresh(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users", user_cursor="last_session_time"))
+    st = pipeline.state["sources"]["personyze"]["resources"]["users"]
+    assert st["cursor_column"] == "last_session_time"
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, source(emu, "users"))
+    assert "full refresh" in str(_root(failed.value))
+
+
+def test_configuration_errors_are_clear(emu):
+    with pytest.raises(Exception) as bad_url:
+        personyze_source(api_key=emu.api_key, base_url=emu.base_url.replace("https://", "http://"))
+    assert isinstance(_root(bad_url.value), ConfigurationError)
+    assert "HTTPS" in str(_root(bad_url.value))
+    with pytest.raises(Exception) as bad_key:
+        personyze_source(api_key="not-a-key", base_url=emu.base_url)
+    root = _root(bad_key.value)
+    assert isinstance(root, ConfigurationError) and "40 hexadecimal" in str(root)
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cdp-sync error inside dlt's wrappers."""
+    from sources.common.errors import CdpSyncError
+
+    seen, stack = set(), [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, CdpSyncError):
+            return e
+        stack += [getattr(e, "exception", None), e.__cause__, e.__context__]
+    return exc
