@@ -202,7 +202,7 @@ class PersonyzeClient:
         self.http = HttpClient(
             VENDOR,
             base_url.rstrip("/") + "/",
-            auth=httpx.BasicAuth("api", key),
+            auth=("api", key),
             secrets=[key],
             timeout=timeout,
             max_connections=max_connections,
@@ -285,8 +285,15 @@ class PersonyzeClient:
         while True:
             size = self.page_size_for(obj, slow)
 
-            def apply(request: Request, last: tuple[Any, Any] | None, size: int = size) -> None:
-                where = self._keyset_where(cursor, key, last or position, first_start if last is None else None, extra)
+            def apply(
+                request: Request,
+                last: tuple[Any, Any] | None,
+                size: int = size,
+                resume: tuple[Any, Any] | None = position,
+                start: Any = first_start,
+            ) -> None:
+                # the first page resumes where an earlier attempt (with a larger page) stopped
+                where = self._keyset_where(cursor, key, last or resume, start if last is None else None, extra)
                 request.url = build_path(
                     obj, where=where, order_by=order, count=size, double_encode=self.double_encode
                 )
