@@ -1,6 +1,6 @@
 """Throughput and memory of cdp-sync against its emulator, beside a floor measured in the same run.
 
-    python -m benchmarks personyze [--scale USERS] [--latency-ms L] [--workers N] [--sequential]
+    python -m benchmarks <vendor> [--scale USERS] [--latency-ms L] [--workers N] [--sequential]
 
 The emulator runs in its own process (``python -m emulators``); cdp-sync and the floor each run
 in a child process, so each one's peak RSS is its own (``os.wait4``). With ``--sequential`` the
@@ -20,7 +20,22 @@ import sys
 import time
 from typing import Any
 
-VENDORS = {"personyze": {"resources": ["users", "events"], "default_workers": 4}}
+KNOWN = ("personyze", "synerise", "lytics", "posthog")
+
+
+def _vendors() -> dict[str, Any]:
+    """``benchmarks/<vendor>.py`` modules: ``RESOURCES`` (what the backfill loads),
+    ``DEFAULT_WORKERS``, ``CONCURRENT_RESOURCES`` (what ``--sequential`` times with one worker
+    against ``--workers``), and the jobs ``cdp_sync(info, workers=, resources=)`` and
+    ``floor(info, resources=)``."""
+    import importlib
+    import importlib.util
+
+    out = {}
+    for name in KNOWN:
+        if importlib.util.find_spec(f"benchmarks.{name}") is not None:
+            out[name] = importlib.import_module(f"benchmarks.{name}")
+    return out
 
 
 def _child(vendor: str, job: str, info: dict[str, Any], **params: Any) -> dict[str, Any]:
@@ -55,22 +70,24 @@ def _start_emulator(vendor: str, scale: int, latency_ms: float, seed: int) -> tu
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("vendor", choices=sorted(VENDORS))
+    vendors = _vendors()
+    parser.add_argument("vendor", choices=sorted(vendors))
     parser.add_argument("--scale", type=int, default=100_000, help="users in the emulated account")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     parser.add_argument("--workers", type=int, default=None, help="backfill workers for cdp-sync")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sequential", action="store_true", help="also time one sequential users walk")
+    parser.add_argument("--sequential", action="store_true",
+                        help="also time the concurrent resources with one worker against --workers")
     args = parser.parse_args(argv)
-    spec = VENDORS[args.vendor]
-    workers = args.workers or spec["default_workers"]
+    spec = vendors[args.vendor]
+    workers = args.workers or spec.DEFAULT_WORKERS
 
     t0 = time.perf_counter()
     emulator, info = _start_emulator(args.vendor, args.scale, args.latency_ms, args.seed)
     try:
         print(f"emulator: {args.vendor} scale={args.scale:,} latency_ms={args.latency_ms} "
               f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
-        res = spec["resources"]
+        res = list(spec.RESOURCES)
         cdp = _child(args.vendor, "cdp_sync", info, workers=workers, resources=res)
         print(f"cdp-sync: {cdp['rows']:,} rows in {cdp['seconds']:.1f} s, {cdp['requests']:,} requests, "
               f"peak RSS {cdp['peak_rss_mb']:.0f} MB (workers={workers})", flush=True)
@@ -78,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"floor:    {flo['rows']:,} rows in {flo['seconds']:.1f} s, {flo['requests']:,} requests, "
               f"peak RSS {flo['peak_rss_mb']:.0f} MB (sequential httpx + Arrow + DuckDB)", flush=True)
         if args.sequential:
-            seq = _child(args.vendor, "cdp_sync", info, workers=1, resources=["users"])
-            con = _child(args.vendor, "cdp_sync", info, workers=workers, resources=["users"])
-            print(f"users backfill: sequential {seq['seconds']:.1f} s, concurrent ({workers} workers) "
+            conc = list(spec.CONCURRENT_RESOURCES)
+            seq = _child(args.vendor, "cdp_sync", info, workers=1, resources=conc)
+            con = _child(args.vendor, "cdp_sync", info, workers=workers, resources=conc)
+            print(f"{','.join(conc)}: sequential {seq['seconds']:.1f} s, concurrent ({workers} workers) "
                   f"{con['seconds']:.1f} s, speedup={seq['seconds'] / con['seconds']:.2f}", flush=True)
     finally:
         emulator.terminate()

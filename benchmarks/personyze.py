@@ -16,6 +16,11 @@ from typing import Any
 BATCH = 5000
 PAGE = 50
 
+RESOURCES = ("users", "events")
+DEFAULT_WORKERS = 4
+#: what ``--sequential`` times with one worker against ``--workers`` (the concurrent id ranges)
+CONCURRENT_RESOURCES = ("users",)
+
 
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt

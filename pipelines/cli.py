@@ -68,7 +68,7 @@ def _explain(exc: BaseException, vendor: str | None) -> tuple[str, int]:
     """One line for any failure: the innermost cdp-sync error if there is one."""
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
-    from sources.common.errors import AuthError, ConfigurationError, CdpSyncError
+    from sources.common.errors import AuthError, CdpSyncError, ConfigurationError
     from sources.common.redact import redact
 
     seen: set[int] = set()
@@ -267,19 +267,48 @@ def state(vendor: str, pipeline_name: str | None, debug: bool) -> None:
         return
     click.echo(f"{vendor} (pipeline {name!r}):")
     for res in sorted(resources):
-        st = resources[res]
+        _print_resource_state(res, resources[res], indent="  ")
+    for key, value in pipeline.state.get("sources", {}).get(vendor, {}).items():
+        if key != "resources":
+            click.echo(f"  {key}: {_compact(value)}")
+
+
+#: state keys every cursor-based resource keeps (sources/common/cursor.py); others are printed as-is
+_CURSOR_KEYS = {"cursor", "cursor_column", "seen", "last_run"}
+
+
+def _compact(value: Any, limit: int = 300) -> str:
+    import json
+
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _print_resource_state(name: str, st: Any, indent: str) -> None:
+    """One line per resource: cursor, last run, rows remembered; then any vendor-specific keys
+    (unreachable gaps, per-project or per-profile positions …), nested states indented."""
+    if not isinstance(st, dict):
+        click.echo(f"{indent}{name}: {_compact(st)}")
+        return
+    if _CURSOR_KEYS & set(st):
         last = st.get("last_run") or {}
-        cursor = st.get("cursor")
         col = st.get("cursor_column")
-        where = f"{col} = {cursor}" if col else f"cursor = {cursor}"
+        where = f"{col} = {st.get('cursor')}" if col else f"cursor = {st.get('cursor')}"
         click.echo(
-            f"  {res:<18} {where:<42} last run {last.get('finished_at', '-')}: "
+            f"{indent}{name:<18} {where:<42} last run {last.get('finished_at', '-')}: "
             f"{last.get('rows_loaded', 0):,} rows loaded ({last.get('mode', '-')}), "
             f"{len(st.get('seen') or {}):,} rows remembered in the lookback window"
         )
-    for key, value in pipeline.state.get("sources", {}).get(vendor, {}).items():
-        if key != "resources":
-            click.echo(f"  {key}: {value}")
+    else:
+        click.echo(f"{indent}{name}:")
+    for key in sorted(set(st) - _CURSOR_KEYS):
+        value = st[key]
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            click.echo(f"{indent}  {key}:")
+            for sub in sorted(value, key=str):
+                _print_resource_state(str(sub), value[sub], indent + "    ")
+        else:
+            click.echo(f"{indent}  {key}: {_compact(value)}")
 
 
 @contextmanager

@@ -1,20 +1,44 @@
-"""The vendors the CLI knows: their dlt source, credential probe and configuration keys."""
+"""The vendors the CLI knows, discovered by convention from ``sources/<vendor>/``.
+
+A vendor package ``sources/<vendor>`` provides:
+
+* ``<vendor>_source`` — the ``@dlt.source`` function (``api_key``, ``base_url``, options);
+* ``check_credentials(api_key, base_url) -> str`` — verifies credentials and reachability with
+  one cheap request and returns a short summary (``cdp-sync check``);
+* ``settings.DEFAULT_BASE_URL``.
+
+Packages are imported lazily, so one vendor's import error spares the others.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+#: every vendor cdp-sync targets, in display order; those without a package yet are skipped
+KNOWN_VENDORS = ("personyze", "synerise", "lytics", "posthog")
 
 
 @dataclass(frozen=True)
 class Vendor:
     name: str
-    #: the ``@dlt.source`` function (imported lazily so one vendor's import error spares the rest)
-    load_source: Callable[[], Callable[..., Any]]
-    #: ``probe(api_key, base_url) -> str``: verifies credentials and reachability, returns a summary
-    probe: Callable[[str, str], str]
-    default_base_url: str
+
+    @property
+    def module(self) -> Any:
+        return importlib.import_module(f"sources.{self.name}")
+
+    def load_source(self) -> Callable[..., Any]:
+        return getattr(self.module, f"{self.name}_source")
+
+    def probe(self, api_key: str, base_url: str) -> str:
+        return self.module.check_credentials(api_key, base_url)
+
+    @property
+    def default_base_url(self) -> str:
+        return importlib.import_module(f"sources.{self.name}.settings").DEFAULT_BASE_URL
 
     @property
     def section(self) -> str:
@@ -29,29 +53,12 @@ class Vendor:
         return f"SOURCES__{self.name.upper()}__BASE_URL"
 
 
-def _personyze_source() -> Callable[..., Any]:
-    from sources.personyze import personyze_source
-
-    return personyze_source
-
-
-def _personyze_probe(api_key: str, base_url: str) -> str:
-    from sources.personyze.client import PersonyzeClient
-
-    client = PersonyzeClient(api_key, base_url)
-    try:
-        account = client.check()
-    finally:
-        client.close()
-    name = account.get("name") if isinstance(account, dict) else None
-    return f"account {name!r}" if name else "credentials accepted"
+def _available() -> dict[str, Vendor]:
+    return {
+        name: Vendor(name)
+        for name in KNOWN_VENDORS
+        if importlib.util.find_spec(f"sources.{name}") is not None
+    }
 
 
-VENDORS: dict[str, Vendor] = {
-    "personyze": Vendor(
-        name="personyze",
-        load_source=_personyze_source,
-        probe=_personyze_probe,
-        default_base_url="https://app.personyze.com/rest",
-    ),
-}
+VENDORS: dict[str, Vendor] = _available()

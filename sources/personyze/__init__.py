@@ -39,7 +39,18 @@ from sources.common.progress import ProgressLog, record_requests
 from . import settings as S
 from .client import PersonyzeClient
 
-__all__ = ["personyze_source", "PersonyzeClient"]
+__all__ = ["personyze_source", "check_credentials", "PersonyzeClient"]
+
+
+def check_credentials(api_key: str, base_url: str = S.DEFAULT_BASE_URL) -> str:
+    """``GET /rest/account``: one request that reads nothing and answers 401 for a bad key."""
+    client = PersonyzeClient(api_key, base_url, retry=RetryPolicy(max_attempts=3, max_total_wait=30))
+    try:
+        account = client.check()
+    finally:
+        client.close()
+    name = account.get("name") if isinstance(account, dict) else None
+    return f"account {name!r}" if name else "credentials accepted"
 
 _DATE_FMT = "%Y-%m-%d %H:%M:%S"
 
