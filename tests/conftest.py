@@ -79,3 +79,24 @@ def make_pipeline(tmp_path: Path) -> Callable[..., dlt.Pipeline]:
         )
 
     return make
+
+
+@pytest.fixture
+def paging(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A small generic API (tests/common/paging_backend.py) behind the real emulator harness,
+    over HTTPS on loopback: for the shared HTTP core, the paginators and the harness itself."""
+    from emulators.common.server import serve
+    from tests.common.paging_backend import PagingBackend
+
+    server = serve(PagingBackend())
+    monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def paging_ctl(paging: Any) -> Iterator[Any]:
+    from emulators.common.control import ControlClient
+
+    with ControlClient(paging.root_url, paging.ca_file) as ctl:
+        yield ctl

@@ -183,15 +183,24 @@ class Harness:
                     break
             self._log.append(entry)
 
+        # read the request body up front so the log has it whatever the route does with it
         body_parts: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message.get("type") != "http.request":
+                break
+            body_parts.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        request_body = b"".join(body_parts)
+        replayed = False
 
         async def logged_receive() -> Any:
-            message = await receive()
-            if message.get("type") == "http.request":
-                chunk = message.get("body", b"")
-                if sum(map(len, body_parts)) < BODY_LOG_LIMIT:
-                    body_parts.append(chunk)
-            return message
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": request_body, "more_body": False}
+            return await receive()
 
         delay = self.latency_ms + float(action.get("latency_ms") or 0)
         if delay > 0:
@@ -232,8 +241,8 @@ class Harness:
             await self.api(scope, logged_receive, logged_send)
         finally:
             entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
-            if body_parts:
-                entry["body"] = b"".join(body_parts)[:BODY_LOG_LIMIT].decode("utf-8", errors="replace")
+            if request_body:
+                entry["body"] = request_body[:BODY_LOG_LIMIT].decode("utf-8", errors="replace")
 
     async def _capture(self, scope: dict[str, Any], receive: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         status = 500
