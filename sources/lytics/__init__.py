@@ -1,0 +1,442 @@
+"""Lytics: user profiles through segment scans, content documents, segments and catalog tables.
+
+Read this file and you know what is loaded (tables are named after resources):
+
+| resource            | primary key          | write disposition | cursor                                              |
+|---------------------|----------------------|-------------------|-----------------------------------------------------|
+| users               | _uid (configurable)  | merge             | _modified: ad-hoc scan ``_modified > cursor − lookback`` |
+| content_documents   | id                   | merge             | updated, client-side (the scan has no filter)       |
+| segments            | id                   | merge             | updated, client-side (user and content segments)    |
+| segment_collections | id                   | merge             | updated, client-side                                |
+| segment_sizes       | id, extracted_at     | append            | none: one row per segment per run                   |
+| schema_fields       | table, as            | replace           | none: full snapshot                                 |
+| streams             | stream               | merge             | last_msg_ts, client-side                            |
+| jobs                | id                   | merge             | updated, client-side                                |
+
+``users``: the first run reads the configured saved segment (``segment``; default: every user)
+through its scan; later runs read only profiles changed since the stored cursor minus the
+lookback, through the ad-hoc scan ``FILTER _modified > "<cursor − lookback>" FROM user`` (ANDed
+with ``INCLUDE <segment>`` when a segment is configured). Long scans are split into ``splits``
+bucket scans fetched concurrently. Rows re-read inside the lookback window unchanged since they
+were loaded are dropped before loading (``sources/common/cursor.py``), so a run with no changes
+loads nothing. The cursor moves only with the load package that carries it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dlt
+import pendulum
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.common.arrow import batched, quiet_arrow_hint_warning
+from sources.common.cursor import LookbackCursor
+from sources.common.errors import ConfigurationError, MalformedResponse
+from sources.common.http import RetryPolicy
+from sources.common.lease import SharedClient
+from sources.common.progress import ProgressLog, record_requests
+
+from . import settings as S
+from .client import LyticsClient, ScanSpec, ScanStats, filter_ql
+from .tables import Table, iso_to_micros
+
+__all__ = ["lytics_source", "check_credentials", "LyticsClient", "read_users", "user_table"]
+
+logger = logging.getLogger("cdp_sync.lytics")
+
+
+def check_credentials(api_key: str, base_url: str = S.DEFAULT_BASE_URL) -> str:
+    """``GET /api/account``: one cheap request that answers 401 for a bad token."""
+    client = LyticsClient(api_key, base_url, retry=RetryPolicy(max_attempts=3, max_total_wait=30))
+    try:
+        accounts = client.accounts()
+    finally:
+        client.close()
+    if accounts:
+        a = accounts[0]
+        return f"account {a.get('name')!r} (aid {a.get('aid')})"
+    return "credentials accepted"
+
+
+# --------------------------------------------------------------------------------- time helpers
+
+
+def canonical(micros: int) -> str:
+    """Epoch microseconds as a fixed-width RFC 3339 string (text order = time order)."""
+    dt = pendulum.from_timestamp(micros // 1_000_000, tz="UTC").add(microseconds=micros % 1_000_000)
+    return dt.format("YYYY-MM-DDTHH:mm:ss.SSSSSS") + "Z"
+
+
+def to_canonical(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    return canonical(iso_to_micros(str(value), where))
+
+
+def _seconds_before(seconds: float) -> Callable[[str], str]:
+    def behind(value: str) -> str:
+        return canonical(iso_to_micros(value) - int(seconds * 1_000_000))
+
+    return behind
+
+
+def _ms_before(seconds: float) -> Callable[[int], int]:
+    return lambda v: v - int(seconds * 1000)
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        raise MalformedResponse(f"lytics: cannot read {value!r} as epoch milliseconds", vendor=S.VENDOR) from None
+
+
+# ---------------------------------------------------------------------------------- users table
+
+
+def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: Sequence[str] | None,
+               max_columns: int) -> tuple[Table, dict[str, str]]:
+    """The ``users`` table and the schema kind of every field the schema types.
+
+    ``extra_columns=None``: every scalar schema field (``string``/``int``/``number``/``bool``/
+    ``date``) becomes a typed column, up to ``max_columns``; a list names them instead. Lists,
+    maps and anything undeclared go to ``attributes``, with numbers sent as strings converted
+    where the schema says they are numbers."""
+    kinds: dict[str, str] = {}
+    for col in (schema or {}).get("columns") or []:
+        name, typ = col.get("as"), str(col.get("type") or "")
+        if name and typ in S.SCHEMA_KINDS:
+            kinds[name] = S.SCHEMA_KINDS[typ]
+        elif name and typ in ("map[string]int", "map[string]number", "[]int", "[]number"):
+            kinds[name] = typ
+    columns = dict(S.USER_CORE)
+    wanted = [c for c, k in kinds.items() if k in S.SCHEMA_KINDS.values()] if extra_columns is None else list(extra_columns)
+    for c in wanted:
+        if c in columns:
+            continue
+        if len(columns) - len(S.USER_CORE) >= max_columns:
+            logger.info("lytics users: more than %d typed fields; the rest go to attributes", max_columns)
+            break
+        kind = kinds.get(c, "text")
+        columns[c] = kind if kind in S.SCHEMA_KINDS.values() else "json"
+    return Table("users", columns, primary_key=(primary_key,)), kinds
+
+
+def _typed_value(kind: str, v: Any) -> Any:
+    """A value of an undeclared (attributes) field, typed as the schema says; left as sent when
+    it does not read as that type (it is still loaded, as JSON)."""
+    try:
+        if kind == "int" and isinstance(v, str):
+            f = float(v)
+            return int(f) if f.is_integer() else f
+        if kind == "float" and isinstance(v, str):
+            return float(v)
+        if kind == "bool" and isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        if kind in ("map[string]int", "map[string]number") and isinstance(v, dict):
+            conv = int if kind.endswith("int") else float
+            return {k: (conv(float(x)) if isinstance(x, str) else x) for k, x in v.items()}
+        if kind in ("[]int", "[]number") and isinstance(v, list):
+            conv = int if kind.endswith("int") else float
+            return [conv(float(x)) if isinstance(x, str) else x for x in v]
+    except (TypeError, ValueError):
+        return v
+    return v
+
+
+def _typer(table: Table, kinds: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    convert = {c: k for c, k in kinds.items() if c not in table.columns and k not in ("text", "iso")}
+
+    def typed(row: dict[str, Any]) -> dict[str, Any]:
+        hits = [c for c in convert if c in row]
+        if not hits:
+            return row
+        row = dict(row)
+        for c in hits:
+            row[c] = _typed_value(convert[c], row[c])
+        return row
+
+    return typed
+
+
+def read_users(
+    api: LyticsClient,
+    *,
+    segment: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    workers: int = S.DEFAULT_SCAN_WORKERS,
+    parts: int = S.DEFAULT_SCAN_SPLITS,
+    split_min_pages: int = S.DEFAULT_SPLIT_MIN_PAGES,
+    stats: ScanStats | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of the profiles whose ``_modified`` lies in ``(since, until]`` (either bound may be
+    ``None``) and that belong to segment ``segment`` (a slug; ``None``: every user).
+
+    Without bounds a configured segment is read through its saved scan; everything else is an
+    ad-hoc FilterQL scan. Reads no state and writes none: a scheduled run and a backfill of a
+    past window call this with their own bounds."""
+    if since is None and until is None:
+        spec = ScanSpec(segment=segment) if segment else ScanSpec(ql=filter_ql())
+    else:
+        spec = ScanSpec(ql=filter_ql(since=since, until=until, include=segment))
+    return api.scan(spec, workers=workers, parts=parts, split_min_pages=split_min_pages, stats=stats)
+
+
+# --------------------------------------------------------------------------------------- source
+
+
+@dlt.source(name="lytics", max_table_nesting=0)
+def lytics_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = S.DEFAULT_BASE_URL,
+    segment: str | None = None,
+    users_mode: str = "incremental",
+    user_primary_key: str = S.DEFAULT_USER_PRIMARY_KEY,
+    user_columns: list[str] | None = None,
+    max_user_columns: int = S.DEFAULT_MAX_USER_COLUMNS,
+    lookback_seconds: int = S.DEFAULT_LOOKBACK_SECONDS,
+    scan_workers: int = S.DEFAULT_SCAN_WORKERS,
+    scan_splits: int = S.DEFAULT_SCAN_SPLITS,
+    split_min_pages: int = S.DEFAULT_SPLIT_MIN_PAGES,
+    scan_limit: int = S.MAX_SCAN_LIMIT,
+    max_scan_restarts: int = S.DEFAULT_SCAN_RESTARTS,
+    batch_rows: int = S.DEFAULT_BATCH_ROWS,
+    max_attempts: int = 6,
+    max_retry_wait: float = 120.0,
+    request_timeout: float = 60.0,
+) -> Sequence[DltResource]:
+    """The Lytics REST API as dlt resources.
+
+    Args:
+        api_key: an access token (Account > Security > Access Tokens) with read roles; sent as the
+            raw ``Authorization`` header.
+        base_url: ``https://api.lytics.io`` (``…/api`` is accepted too); only HTTPS.
+        segment: id or slug of a saved user segment to load (default: every user).
+        users_mode: ``incremental`` (default: changed profiles only after the first run) or
+            ``snapshot`` (the whole segment every run, merged).
+        user_primary_key: ``_uid`` (default), ``email`` or ``user_id``; every row must carry it.
+        user_columns: scalar profile fields to load as typed columns (default: every scalar field
+            of ``/api/schema/user``, at most ``max_user_columns``); the rest go to ``attributes``.
+        lookback_seconds: how far behind its cursor ``users`` re-reads (and the client-side
+            cursors of the catalog tables).
+        scan_workers: concurrent bucket scans for a long scan (1: one sequential scan).
+        scan_splits: how many bucket groups a long scan is split into (at most 100).
+        split_min_pages: a scan longer than this many pages is split.
+        scan_limit: rows per scan page (the API's maximum, 100, by default).
+        max_scan_restarts: how often one scan may restart after its token is refused.
+        batch_rows: rows per Arrow table handed to dlt.
+        max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+    """
+    if users_mode not in ("incremental", "snapshot"):
+        raise ConfigurationError(f"lytics users_mode must be incremental or snapshot, not {users_mode!r}",
+                                 vendor=S.VENDOR)
+    if user_primary_key not in S.USER_KEY_CHOICES:
+        raise ConfigurationError(
+            f"lytics user_primary_key must be one of {', '.join(S.USER_KEY_CHOICES)}, not {user_primary_key!r}",
+            vendor=S.VENDOR,
+        )
+    for name, value, low, high in (
+        ("lookback_seconds", lookback_seconds, 0, 10**9),
+        ("scan_workers", scan_workers, 1, 32),
+        ("scan_splits", scan_splits, 1, S.BUCKETS),
+        ("split_min_pages", split_min_pages, 1, 10**9),
+        ("max_scan_restarts", max_scan_restarts, 0, 100),
+        ("batch_rows", batch_rows, 1, 10**7),
+        ("max_user_columns", max_user_columns, 0, 10_000),
+    ):
+        if not low <= int(value) <= high:
+            raise ConfigurationError(f"lytics {name} must be between {low} and {high}", vendor=S.VENDOR)
+    if isinstance(user_columns, str):
+        user_columns = [c.strip() for c in user_columns.split(",") if c.strip()]
+    quiet_arrow_hint_warning()
+    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
+
+    def make_client() -> LyticsClient:
+        return LyticsClient(
+            api_key, base_url, timeout=request_timeout, retry=retry, scan_limit=scan_limit,
+            max_restarts=max_scan_restarts, max_connections=max(8, scan_workers * 2 + 2),
+        )
+
+    shared = SharedClient(make_client, on_close=lambda c: record_requests(S.VENDOR, c.http.stats["requests"]))
+
+    def users() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state("users")
+        for key, value in (("segment", segment or ""), ("primary_key", user_primary_key)):
+            if state.get(key, value) != value:
+                raise ConfigurationError(
+                    f"lytics users were loaded with {key} {state[key]!r}; switching to {value!r} needs a full "
+                    "refresh (cdp-sync run lytics --full-refresh)",
+                    vendor=S.VENDOR,
+                )
+        cur = LookbackCursor(state, _seconds_before(lookback_seconds))
+        progress = ProgressLog(S.VENDOR, "users")
+        run_start = canonical(pendulum.now("UTC").int_timestamp * 1_000_000)
+        stats = ScanStats()
+        with shared.use() as api:
+            before = api.http.stats["requests"]
+            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
+            typed = _typer(table, kinds)
+            slug = None
+            if segment:
+                seg = api.segment(segment)
+                if seg.get("table", "user") != "user":
+                    raise ConfigurationError(f"lytics segment {segment!r} is a {seg.get('table')} segment, not a "
+                                             "user segment", vendor=S.VENDOR)
+                slug = str(seg.get("slug_name") or segment)
+            if cur.value is None or users_mode == "snapshot":
+                mode = "full scan" if cur.value is None else "snapshot"
+                pages = read_users(api, segment=slug, workers=scan_workers, parts=scan_splits,
+                                   split_min_pages=split_min_pages, stats=stats)
+            else:
+                mode = "incremental"
+                pages = read_users(api, segment=slug, since=cur.lower_bound(), workers=scan_workers,
+                                   parts=scan_splits, split_min_pages=split_min_pages, stats=stats)
+
+            newest: list[str] = []
+
+            def admitted() -> Iterator[list[dict[str, Any]]]:
+                for page in pages:
+                    keep = []
+                    for row in page:
+                        key = row.get(user_primary_key)
+                        if key is None or key == "":
+                            raise MalformedResponse(
+                                f"lytics user without {user_primary_key} (the configured user_primary_key); "
+                                f"fields present: {sorted(row)[:12]}", vendor=S.VENDOR,
+                            )
+                        modified = to_canonical(row.get("_modified"), "users._modified")
+                        if modified is not None and (not newest or modified > newest[0]):
+                            newest[:] = [modified]
+                        if cur.admit(str(key), modified, row):
+                            keep.append(typed(row))
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            for batch in batched(admitted(), batch_rows):
+                yield table.to_arrow(batch)
+            # the cursor never passes this run's start: profiles changed while the scan ran (and
+            # read before they changed) lie after it and are read again next time
+            new_cursor = min(newest[0], run_start) if newest else None
+            state["segment"] = segment or ""
+            state["primary_key"] = user_primary_key
+            state["cursor_column"] = "_modified"
+            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - before, **stats.as_state())
+            progress.done(mode)
+
+    def client_side(
+        name: str,
+        table: Table,
+        fetch: Callable[[LyticsClient], list[dict[str, Any]]],
+        key: Callable[[dict[str, Any]], str],
+        cursor_of: Callable[[dict[str, Any]], Any],
+        behind: Callable[[Any], Any],
+    ) -> Callable[[], Iterator[pa.Table]]:
+        """A resource over an unfiltered list: rows older than the stored cursor minus the lookback
+        are unchanged since loaded and skipped; inside the window, unchanged rows are skipped."""
+
+        def resource() -> Iterator[pa.Table]:
+            state = dlt.current.resource_state(name)
+            cur = LookbackCursor(state, behind)
+            low = cur.lower_bound()
+            with shared.use() as api:
+                rows = fetch(api)
+            keep = []
+            for row in rows:
+                c = cursor_of(row)
+                if low is not None and c is not None and c < low:
+                    continue
+                if cur.admit(key(row), c, row):
+                    keep.append(row)
+            for i in range(0, len(keep), batch_rows):
+                yield table.to_arrow(keep[i : i + batch_rows])
+            cur.commit(mode="full list, client-side cursor", rows_listed=len(rows))
+
+        resource.__name__ = name
+        return resource
+
+    def updated(row: dict[str, Any]) -> str | None:
+        return to_canonical(row.get("updated"), "updated")
+
+    def content_documents() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state("content_documents")
+        cur = LookbackCursor(state, _seconds_before(lookback_seconds))
+        low = cur.lower_bound()
+        stats = ScanStats()
+        progress = ProgressLog(S.VENDOR, "content_documents")
+        with shared.use() as api:
+            pages = api.scan(ScanSpec(ql=filter_ql(table="content")), workers=scan_workers, parts=scan_splits,
+                             split_min_pages=split_min_pages, stats=stats)
+
+            def admitted() -> Iterator[list[dict[str, Any]]]:
+                for page in pages:
+                    keep = []
+                    for row in page:
+                        if row.get("id") in (None, ""):
+                            raise MalformedResponse("lytics content document without id", vendor=S.VENDOR)
+                        c = updated(row)
+                        if low is not None and c is not None and c < low:
+                            continue
+                        if cur.admit(str(row["id"]), c, row):
+                            keep.append(row)
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            for batch in batched(admitted(), batch_rows):
+                yield S.CONTENT_DOCUMENTS.to_arrow(batch)
+            cur.commit(mode="full scan, client-side cursor", **stats.as_state())
+        progress.done()
+
+    def segment_sizes() -> Iterator[pa.Table]:
+        extracted_at = pendulum.now("UTC").to_iso8601_string()
+        with shared.use() as api:
+            segs = api.segments("user") + api.segments("content")
+            ids = [str(s["id"]) for s in segs if s.get("id")]
+            rows = api.sizes(ids, S.SIZE_IDS_PER_REQUEST) if ids else []
+        for r in rows:
+            r["extracted_at"] = extracted_at
+        if rows:
+            yield S.SEGMENT_SIZES.to_arrow(rows)
+
+    def schema_fields() -> Iterator[pa.Table]:
+        rows = []
+        with shared.use() as api:
+            for t in ("user", "content"):
+                for col in api.schema(t).get("columns") or []:
+                    rows.append({"table": t, **col})
+        yield S.SCHEMA_FIELDS.to_arrow(rows)
+
+    def stream_cursor(row: dict[str, Any]) -> int | None:
+        return _epoch_ms(row.get("last_msg_ts"))
+
+    def _resource(fn: Callable[[], Iterator[pa.Table]], name: str, table: Table, disposition: str) -> DltResource:
+        return dlt.resource(fn, name=name, primary_key=list(table.primary_key), write_disposition=disposition,
+                            columns=table.dlt_columns(), parallelized=True)()
+
+    behind_s = _seconds_before(lookback_seconds)
+    return [
+        dlt.resource(users, name="users", primary_key=user_primary_key, write_disposition="merge",
+                     columns=user_table(None, user_primary_key, [], 0)[0].dlt_columns(), parallelized=True)(),
+        _resource(content_documents, "content_documents", S.CONTENT_DOCUMENTS, "merge"),
+        _resource(client_side("segments", S.SEGMENTS, lambda api: api.segments("user") + api.segments("content"),
+                              lambda r: str(r["id"]), updated, behind_s), "segments", S.SEGMENTS, "merge"),
+        _resource(client_side("segment_collections", S.SEGMENT_COLLECTIONS,
+                              lambda api: api.rows("api/segmentcollection"), lambda r: str(r["id"]), updated,
+                              behind_s), "segment_collections", S.SEGMENT_COLLECTIONS, "merge"),
+        _resource(segment_sizes, "segment_sizes", S.SEGMENT_SIZES, "append"),
+        _resource(schema_fields, "schema_fields", S.SCHEMA_FIELDS, "replace"),
+        _resource(client_side("streams", S.STREAMS, lambda api: api.rows("api/schema/_streams"),
+                              lambda r: str(r["stream"]), stream_cursor, _ms_before(lookback_seconds)),
+                  "streams", S.STREAMS, "merge"),
+        _resource(client_side("jobs", S.JOBS, lambda api: api.rows("api/work"), lambda r: str(r["id"]), updated,
+                              behind_s), "jobs", S.JOBS, "merge"),
+    ]
+
