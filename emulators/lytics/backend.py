@@ -410,12 +410,12 @@ class LyticsBackend:
                 while len(self._scans) > SCAN_CACHE:
                     self._scans.popitem(last=False)
                 pos = 0
-            scan.pages += 1
-            page_no = scan.pages
+            page_no = scan.pages + 1
             fault = self._take_fault("scan_faults", page_no)
-            if fault is not None:
+            if fault is not None:  # the same page fails again on a retry, up to ``times``
                 status = int(fault.get("status", 500))
                 return error(status, "Internal Server Error" if status == 500 else "Service Unavailable")
+            scan.pages = page_no
             modify = self._take_fault("mid_scan_modify", page_no)
             if modify is not None:
                 self._modify_mid_scan(scan, pos, int(modify.get("count", 10)))
