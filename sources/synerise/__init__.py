@@ -1,0 +1,850 @@
+"""Synerise: profiles, workspace events, per-profile event history, catalogs and their items,
+tags, segmentation members, analytics definitions, summaries and values.
+
+Read this file and you know what is loaded (tables are named after resources):
+
+| resource             | primary key                   | write disposition        | cursor / each run reads |
+|----------------------|-------------------------------|--------------------------|-------------------------|
+| profiles             | client_id                     | merge (+ hard delete of merged-away profiles); replace in export mode | full snapshot |
+| events               | event_uuid                    | merge                    | `time` (ms): [cursor − lookback, server time − lag], windows split under the 1,000 cap |
+| profile_events       | event_uuid                    | merge                    | `time` per profile (pageToken walk, oldest first) |
+| catalogs             | id                            | merge                    | full snapshot |
+| catalog_items        | catalog_id, item_key          | merge (delete-insert per catalog) | full snapshot per catalog |
+| tags                 | id                            | replace                  | full snapshot |
+| segmentation_members | segmentation_uuid, id         | replace                  | configured segmentations |
+| expressions          | id                            | merge                    | full snapshot |
+| aggregates           | uuid                          | merge                    | full snapshot |
+| expression_summaries | hash_id                       | replace                  | full snapshot |
+| aggregate_summaries  | uuid                          | replace                  | full snapshot |
+| analytics_values     | client_id, analytic_uuid      | merge                    | configured analytics × profiles (or the export task) |
+
+Time-windowed reads take explicit bounds (:func:`read_events_window`,
+:func:`read_profile_events`), so a past window can be loaded without touching the scheduled
+cursor. Cursor state lives in dlt resource state and moves only with the load package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import dlt
+import orjson
+import pendulum
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
+from sources.common.concurrency import concurrent_pages
+from sources.common.cursor import LookbackCursor
+from sources.common.errors import ConfigurationError
+from sources.common.http import RetryPolicy
+from sources.common.lease import SharedClient
+from sources.common.progress import ProgressLog, record_requests
+
+from . import settings as S
+from .client import SyneriseClient, iso_to_ms
+
+__all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window",
+           "read_profile_events"]
+
+progress_logger = logging.getLogger("cdp_sync.progress")
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+#: how many unreachable gaps and truncated milliseconds the events state remembers
+STATE_LIST_LIMIT = 200
+
+
+def check_credentials(api_key: str, base_url: str = S.DEFAULT_BASE_URL) -> str:
+    """Log in with the workspace key (one login, then ``GET /v4/server/time``)."""
+    client = SyneriseClient(api_key, base_url, retry=RetryPolicy(max_attempts=3, max_total_wait=30))
+    try:
+        info = client.login()
+    finally:
+        client.close()
+    life = info.get("lifetime_s")
+    life_text = f", tokens live {life / 60:.0f} min" if isinstance(life, (int, float)) else ""
+    return f"workspace {info.get('workspace_id')}{life_text}, server time {info.get('server_time')}"
+
+
+# -------------------------------------------------------------------------------- row mapping
+
+_V4_KEYS = {
+    "clientId": "client_id", "email": "email", "phone": "phone", "customId": "custom_id", "uuid": "uuid",
+    "firstName": "first_name", "lastName": "last_name", "displayName": "display_name", "company": "company",
+    "address": "address", "city": "city", "province": "province", "zipCode": "zip_code",
+    "countryCode": "country_code", "sex": "sex", "avatarUrl": "avatar_url", "anonymous": "anonymous",
+    "agreements": "agreements", "tags": "tags", "previousClients": "previous_clients",
+}
+_V4_TIMES = {"birthDate": "birth_date", "lastActivityDate": "last_activity_date"}
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A ``/v4/clients`` profile as (declared columns, open-ended attributes).
+
+    The custom ``attributes`` object is the open-ended part; a top-level key the API adds later
+    joins it under its own name (unless a custom attribute already has that name)."""
+    row = {col: p.get(key) for key, col in _V4_KEYS.items()}
+    for key, col in _V4_TIMES.items():
+        row[col] = iso_to_ms(p.get(key))
+    extras = dict(p.get("attributes") or {})
+    for key, value in p.items():
+        if key not in _V4_KEYS and key not in _V4_TIMES and key != "attributes":
+            extras.setdefault(key, value)
+    return row, (extras or None)
+
+
+def export_row(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """An export-task row (``id`` + requested fields) as (declared columns, attributes)."""
+    row: dict[str, Any] = {"client_id": r.get("id")}
+    extras: dict[str, Any] = {}
+    for key, value in r.items():
+        if key == "id":
+            continue
+        col = S.EXPORT_FIELDS.get(key.lower())
+        if col is None:
+            extras[key] = value
+        elif col in ("birth_date", "last_activity_date"):
+            row[col] = iso_to_ms(value)
+        else:
+            row[col] = value
+    return row, (extras or None)
+
+
+def profiles_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> pa.Table:
+    table = S.PROFILES.to_arrow([r for r, _ in rows])
+    return table.append_column("attributes", pa.array([_json_text(e) for _, e in rows], type=pa.string()))
+
+
+_EVENT_TOP = {"eventUUID", "time", "action", "description", "label", "icon", "unique", "client", "userAgent",
+              "modifiedBy"}
+
+
+def event_row(e: dict[str, Any]) -> dict[str, Any]:
+    """An activity as a flat row. The profile's name and e-mail the API copies into each event
+    are left out (they change with the profile; join ``profiles`` on ``client_id``); ``params``
+    (``raw=true``) and keys the API adds later go to the JSON ``attributes`` column."""
+    action = e.get("action") or {}
+    client = e.get("client") or {}
+    agent = e.get("userAgent") or {}
+    row = {
+        "event_uuid": e.get("eventUUID"),
+        "time": e.get("time"),
+        "action_name": action.get("name"),
+        "action_label": action.get("label"),
+        "action_description": action.get("description"),
+        "description": e.get("description"),
+        "label": e.get("label"),
+        "icon": e.get("icon"),
+        "unique": e.get("unique"),
+        "client_id": client.get("id"),
+        "client_uuid": client.get("uuid"),
+        "user_agent_system": agent.get("system"),
+        "user_agent_browser": agent.get("browser"),
+        "modified_by": e.get("modifiedBy"),
+    }
+    for key, value in e.items():
+        if key not in _EVENT_TOP:
+            row[key] = value
+    return row
+
+
+def item_row(item: dict[str, Any]) -> dict[str, Any]:
+    """A catalog item; ``value`` arrives as a JSON-encoded string and is decoded."""
+    value = item.get("value")
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass  # not JSON after all: kept as the string it is
+    row = {
+        "catalog_id": (item.get("bag") or {}).get("id"),
+        "item_key": item.get("itemKey"),
+        "id": item.get("id"),
+        "value": value,
+        "creation_date": iso_to_ms(item.get("creationDate")),
+    }
+    for key, v in item.items():
+        if key not in ("bag", "itemKey", "id", "value", "creationDate"):
+            row[key] = v
+    return row
+
+
+def catalog_row(bag: dict[str, Any]) -> dict[str, Any]:
+    row = {"id": bag.get("id"), "name": bag.get("name"), "business_profile_id": bag.get("businessProfileId"),
+           "author": bag.get("author"), "last_modified": iso_to_ms(bag.get("lastModified")),
+           "creation_date": iso_to_ms(bag.get("creationDate"))}
+    for key, v in bag.items():
+        if key not in ("id", "name", "businessProfileId", "author", "lastModified", "creationDate"):
+            row[key] = v
+    return row
+
+
+_CRM_KEYS = {"id": "id", "uuid": "uuid", "anonymous_type": "anonymous_type", "email": "email",
+             "firstname": "first_name", "lastName": "last_name", "custom_identify": "custom_identify",
+             "company": "company", "phone": "phone", "address": "address", "city": "city", "zipCode": "zip_code",
+             "province": "province", "country_id": "country_id", "countryCode": "country_code",
+             "avatarUrl": "avatar_url", "sex": "sex", "tags": "tags"}
+_CRM_DATES = {"birthdate": "birthdate", "last_activity_date": "last_activity_date", "created": "created",
+              "updated": "updated", "deletedAt": "deleted_at"}
+
+
+def member_row(segmentation_uuid: str, c: dict[str, Any]) -> dict[str, Any]:
+    """A CRM profile of a segmentation. Its dates are date-only (``2019-08-24``): they load as
+    UTC midnight (the vendor does not say which zone they are in)."""
+    row: dict[str, Any] = {"segmentation_uuid": segmentation_uuid}
+    row.update({col: c.get(key) for key, col in _CRM_KEYS.items()})
+    row.update({col: iso_to_ms(c.get(key)) for key, col in _CRM_DATES.items()})
+    for key, v in c.items():
+        if key not in _CRM_KEYS and key not in _CRM_DATES:
+            row[key] = v
+    return row
+
+
+def _by(d: Any, *path: str) -> Any:
+    for p in path:
+        d = d.get(p) if isinstance(d, dict) else None
+    return d
+
+
+def expression_row(x: dict[str, Any]) -> dict[str, Any]:
+    payload = x.get("payload") or {}
+    analysis = payload.get("analysis") or {}
+    return {
+        "id": x.get("id"),
+        "name": analysis.get("name"),
+        "description": analysis.get("description"),
+        "type": analysis.get("type"),
+        "action_name": _by(analysis, "action", "name"),
+        "action_id": analysis.get("actionId", _by(analysis, "action", "id")),
+        "expression": analysis.get("expression"),
+        "variables": payload.get("variables"),
+        "created_at": iso_to_ms(_by(payload, "createdBy", "atTime")),
+        "created_by": _by(payload, "createdBy", "id"),
+        "modified_at": iso_to_ms(_by(payload, "modifiedBy", "atTime")),
+        "modified_by": _by(payload, "modifiedBy", "id"),
+        "is_dynamic_analytic": payload.get("isDynamicAnalytic"),
+        "is_predefined_analytic": payload.get("isPredefinedAnalytic"),
+        "is_visible_for_client_profile": payload.get("isVisibleForClientProfile"),
+        "analytic_version": payload.get("analyticVersion"),
+    }
+
+
+def aggregate_row(a: dict[str, Any]) -> dict[str, Any]:
+    agg = a.get("aggregate") or {}
+    return {
+        "uuid": agg.get("uuid"),
+        "id": agg.get("id"),
+        "name": a.get("name"),
+        "title": agg.get("name"),
+        "description": a.get("description"),
+        "type": agg.get("type"),
+        "action_name": _by(agg, "action", "name"),
+        "action_id": agg.get("actionId", _by(agg, "action", "id")),
+        "attribute": agg.get("attribute"),
+        "size": agg.get("size"),
+        "unique": agg.get("unique"),
+        "date_filter": agg.get("dateFilter"),
+        "expressions": agg.get("expressions"),
+        "variables": a.get("variables"),
+        "created_at": iso_to_ms(_by(a, "createdBy", "atTime")),
+        "created_by": _by(a, "createdBy", "id"),
+        "modified_at": iso_to_ms(_by(a, "modifiedBy", "atTime")),
+        "modified_by": _by(a, "modifiedBy", "id"),
+        "deleted": a.get("deleted"),
+        "is_dynamic_analytic": a.get("isDynamicAnalytic"),
+        "is_predefined_analytic": a.get("isPredefinedAnalytic"),
+        "is_visible_for_client_profile": a.get("isVisibleForClientProfile"),
+        "analytic_version": a.get("analyticVersion"),
+    }
+
+
+def _number(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def analytics_value_row(client_id: int, analytic_uuid: str, kind: str, result: Any, at_ms: int) -> dict[str, Any]:
+    """Analytics results are strings in every answer: kept as sent, plus a numeric reading."""
+    text = None if result is None else str(result)
+    return {"client_id": client_id, "analytic_uuid": analytic_uuid, "kind": kind, "result": text,
+            "result_number": _number(text), "calculated_at": at_ms}
+
+
+# -------------------------------------------------------------------------------- time windows
+
+
+def events_window(
+    cursor: int | None, server_now: int, *, lookback_ms: int, lag_ms: int, initial_ms: int,
+    horizon_ms: int = S.ACTIVITIES_HORIZON_HOURS * HOUR_MS, margin_ms: int = S.HORIZON_MARGIN_MS,
+) -> tuple[int, int, tuple[int, int] | None]:
+    """The window a scheduled ``events`` run reads: ``(lo, hi, gap)`` in ms, inclusive.
+
+    ``hi`` is the server time minus the safety lag. ``lo`` is the cursor minus the lookback (the
+    first run: ``initial_ms`` back), but never earlier than the 6-hour horizon (plus a margin).
+    ``gap`` is the unreachable stretch ``(cursor + 1, earliest reachable - 1)`` when the cursor
+    has fallen behind the horizon, else ``None``."""
+    hi = server_now - lag_ms
+    earliest = server_now - horizon_ms + margin_ms
+    gap = None
+    if cursor is None:
+        lo = server_now - min(initial_ms, horizon_ms - margin_ms)
+    else:
+        lo = cursor - lookback_ms
+        if cursor + 1 < earliest:
+            gap = (cursor + 1, earliest - 1)
+    return max(lo, earliest), hi, gap
+
+
+class Overflow:
+    """Milliseconds holding at least the cap of events: the API cannot return all of them."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def __call__(self, ms: int, returned: int) -> None:
+        self.items.append({"time_ms": ms, "time": pendulum.from_timestamp(ms / 1000).to_iso8601_string(),
+                           "returned": returned})
+        progress_logger.error(
+            "synerise.events: %s events share the millisecond %s; the API returns at most %s and cannot be "
+            "split further, so events of that millisecond may be missing (recorded in state as 'truncated')",
+            f"{returned:,}", pendulum.from_timestamp(ms / 1000).to_iso8601_string(), f"{returned:,}",
+        )
+
+
+def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int,
+                overflow: Callable[[int, int], None]) -> Iterator[list[dict[str, Any]]]:
+    """Every event in [lo, hi]: a full answer (``limit`` rows, no continuation) means the window
+    may hold more, so it is split in halves, depth first, oldest half first. Bounded: each split
+    halves the window, so the depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
+    stack = [(lo, hi)]
+    while stack:
+        a, b = stack.pop()
+        rows = api.activities(a, b, limit)
+        if len(rows) < limit:
+            if rows:
+                yield rows
+            continue
+        if a >= b:
+            overflow(a, len(rows))
+            yield rows
+            continue
+        mid = (a + b) // 2
+        stack.append((mid + 1, b))
+        stack.append((a, mid))
+
+
+def read_events_window(
+    api: SyneriseClient, lo: int, hi: int, *, limit: int = S.ACTIVITIES_LIMIT, chunk_ms: int = HOUR_MS,
+    workers: int = S.DEFAULT_EVENTS_WORKERS, overflow: Callable[[int, int], None] | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of every workspace activity with ``lo <= time <= hi`` (ms), whatever the cap.
+
+    The window is cut into ``chunk_ms`` pieces read concurrently by ``workers`` threads; each
+    piece is split further wherever a response comes back full. Touches no state: a scheduled run
+    and a backfill of a past window both call it with explicit bounds."""
+    if hi < lo:
+        return iter(())
+    overflow = overflow or Overflow()
+    chunk_ms = max(1, chunk_ms)
+    pieces = [(a, min(a + chunk_ms - 1, hi)) for a in range(lo, hi + 1, chunk_ms)]
+    tasks = [lambda a=a, b=b: _split_read(api, a, b, limit, overflow) for a, b in pieces]
+    return concurrent_pages(tasks, workers, name="synerise-events")
+
+
+def read_profile_events(
+    api: SyneriseClient, client_ids: Sequence[int], date_from: Callable[[int], int | None], *,
+    date_to: int | None = None, page_size: int = S.DEFAULT_PROFILE_EVENTS_PAGE_SIZE,
+    workers: int = S.DEFAULT_PROFILE_EVENTS_WORKERS,
+) -> Iterator[tuple[int, list[dict[str, Any]] | None]]:
+    """``(client_id, page)`` for every page of every profile's events (oldest first), then
+    ``(client_id, None)`` when that profile is done. Up to ``workers`` profiles are walked at once.
+    ``date_from(client_id)`` gives each profile's lower bound; no state is touched here."""
+
+    def task(cid: int) -> Callable[[], Iterator[tuple[int, list[dict[str, Any]] | None]]]:
+        def run() -> Iterator[tuple[int, list[dict[str, Any]] | None]]:
+            for page in api.profile_event_pages(cid, date_from=date_from(cid), date_to=date_to, page_size=page_size):
+                yield cid, page
+            yield cid, None
+
+        return run
+
+    return concurrent_pages([task(int(c)) for c in client_ids], workers, name="synerise-profile-events")
+
+
+# -------------------------------------------------------------------------------- the source
+
+
+def _positive(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"synerise {name} must be an integer, not {value!r}", vendor=S.VENDOR) from None
+    if v < minimum or (maximum is not None and v > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigurationError(f"synerise {name} must be {bound} (got {v})", vendor=S.VENDOR)
+    return v
+
+
+def _list(name: str, value: Any, kind: type) -> list[Any]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        value = [v.strip() for v in str(value).split(",") if v.strip()]
+    try:
+        return [kind(v) for v in value]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"synerise {name} must be a list of {kind.__name__}", vendor=S.VENDOR) from None
+
+
+@dlt.source(name="synerise", max_table_nesting=0)
+def synerise_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = S.DEFAULT_BASE_URL,
+    events_lookback_minutes: int = S.DEFAULT_EVENTS_LOOKBACK_MINUTES,
+    events_safety_lag_seconds: int = S.DEFAULT_EVENTS_SAFETY_LAG_SECONDS,
+    events_window_minutes: int = S.DEFAULT_EVENTS_WINDOW_MINUTES,
+    events_initial_hours: float = S.ACTIVITIES_HORIZON_HOURS,
+    events_workers: int = S.DEFAULT_EVENTS_WORKERS,
+    profiles_page_size: int = S.DEFAULT_PROFILES_PAGE_SIZE,
+    export_segmentation_uuid: str | None = None,
+    export_fields: list[str] | None = None,
+    export_expressions: list[str] | None = None,
+    export_aggregates: list[str] | None = None,
+    profile_event_ids: list[int] | None = None,
+    profile_events_backfill: bool = False,
+    profile_events_lookback_minutes: int = S.DEFAULT_EVENTS_LOOKBACK_MINUTES,
+    profile_events_workers: int = S.DEFAULT_PROFILE_EVENTS_WORKERS,
+    profile_events_page_size: int = S.DEFAULT_PROFILE_EVENTS_PAGE_SIZE,
+    segmentation_uuids: list[str] | None = None,
+    analytics_expression_uuids: list[str] | None = None,
+    analytics_aggregate_uuids: list[str] | None = None,
+    analytics_profile_ids: list[int] | None = None,
+    catalog_page_size: int = S.DEFAULT_CATALOG_PAGE_SIZE,
+    crm_page_size: int = S.DEFAULT_CRM_PAGE_SIZE,
+    analytics_page_size: int = S.DEFAULT_ANALYTICS_PAGE_SIZE,
+    batch_rows: int = S.DEFAULT_BATCH_ROWS,
+    max_connections: int = 8,
+    token_refresh_margin_s: float = S.DEFAULT_TOKEN_REFRESH_MARGIN_S,
+    max_attempts: int = 6,
+    max_retry_wait: float = 120.0,
+    request_timeout: float = 30.0,
+) -> Sequence[DltResource]:
+    """The Synerise REST API of one workspace as dlt resources.
+
+    Args:
+        api_key: the workspace API key (Settings > API Keys); exchanged for a JWT at login.
+        base_url: ``https://api.synerise.com`` (Azure EU), ``https://api.azu.synerise.com``
+            (Azure US) or ``https://api.geb.synerise.com`` (GCP): the host of the workspace's region.
+        events_lookback_minutes: how far behind its cursor ``events`` re-reads (late events).
+        events_safety_lag_seconds: ``events`` reads up to server time minus this.
+        events_window_minutes: ``events`` reads its window in pieces of this size, concurrently.
+        events_initial_hours: how far back the first ``events`` run reads (at most the 6-hour horizon).
+        events_workers: concurrent pieces of the ``events`` window.
+        profiles_page_size: ``/v4/clients`` page size.
+        export_segmentation_uuid: read ``profiles`` through the export task of this segmentation
+            (a snapshot frozen at creation) instead of ``/v4/clients``; ``export_fields``,
+            ``export_expressions`` and ``export_aggregates`` pick its columns (analytics values
+            load into ``analytics_values``).
+        profile_event_ids: profiles (clientId) whose event history ``profile_events`` loads.
+        profile_events_backfill: load every profile's event history (a transformer over ``profiles``).
+        profile_events_lookback_minutes: how far behind each profile's cursor it re-reads.
+        profile_events_workers: profiles walked at once.
+        profile_events_page_size: events per page of one profile.
+        segmentation_uuids: segmentations whose members ``segmentation_members`` loads.
+        analytics_expression_uuids, analytics_aggregate_uuids: analytics whose values
+            ``analytics_values`` calculates for ``analytics_profile_ids`` (default: ``profile_event_ids``).
+        catalog_page_size, crm_page_size, analytics_page_size: rows per request.
+        batch_rows: rows per Arrow table handed to dlt.
+        max_connections: HTTP connections to the workspace (an upper bound on concurrent requests).
+        token_refresh_margin_s: log in again this long before the JWT expires.
+        max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+    """
+    lookback_ms = _positive("events_lookback_minutes", events_lookback_minutes, 0, 24 * 60) * MINUTE_MS
+    lag_ms = _positive("events_safety_lag_seconds", events_safety_lag_seconds, 0, 3600) * 1000
+    window_ms = _positive("events_window_minutes", events_window_minutes, 1, 6 * 60) * MINUTE_MS
+    try:
+        initial_ms = int(float(events_initial_hours) * HOUR_MS)
+    except (TypeError, ValueError):
+        raise ConfigurationError("synerise events_initial_hours must be a number", vendor=S.VENDOR) from None
+    if not 0 < initial_ms <= S.ACTIVITIES_HORIZON_HOURS * HOUR_MS:
+        raise ConfigurationError(
+            f"synerise events_initial_hours must be in (0, {S.ACTIVITIES_HORIZON_HOURS}]: workspace activities "
+            "older than 6 hours are never returned; use profile_events for older history",
+            vendor=S.VENDOR,
+        )
+    ev_workers = _positive("events_workers", events_workers, 1, 32)
+    pe_workers = _positive("profile_events_workers", profile_events_workers, 1, 64)
+    pe_lookback_ms = _positive("profile_events_lookback_minutes", profile_events_lookback_minutes, 0) * MINUTE_MS
+    pe_page = _positive("profile_events_page_size", profile_events_page_size, 1, S.ACTIVITIES_LIMIT)
+    v4_page = _positive("profiles_page_size", profiles_page_size, 1, 10_000)
+    cat_page = _positive("catalog_page_size", catalog_page_size, 1, 10_000)
+    crm_page = _positive("crm_page_size", crm_page_size, 1, 10_000)
+    an_page = _positive("analytics_page_size", analytics_page_size, 1, 10_000)
+    batch = _positive("batch_rows", batch_rows, 1)
+    connections = _positive("max_connections", max_connections, 1, 64)
+    event_ids = _list("profile_event_ids", profile_event_ids, int)
+    segments = _list("segmentation_uuids", segmentation_uuids, str)
+    expr_uuids = _list("analytics_expression_uuids", analytics_expression_uuids, str)
+    agg_uuids = _list("analytics_aggregate_uuids", analytics_aggregate_uuids, str)
+    value_ids = _list("analytics_profile_ids", analytics_profile_ids, int) or event_ids
+    fields = _list("export_fields", export_fields, str) or list(S.DEFAULT_EXPORT_FIELDS)
+    exp_exprs = _list("export_expressions", export_expressions, str)
+    exp_aggs = _list("export_aggregates", export_aggregates, str)
+    export_mode = bool(export_segmentation_uuid)
+    if (exp_exprs or exp_aggs) and not export_mode:
+        raise ConfigurationError(
+            "synerise export_expressions/export_aggregates need export_segmentation_uuid", vendor=S.VENDOR
+        )
+    quiet_arrow_hint_warning()
+    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
+
+    def make_client() -> SyneriseClient:
+        return SyneriseClient(api_key, base_url, timeout=request_timeout, max_connections=connections, retry=retry,
+                              refresh_margin_s=token_refresh_margin_s)
+
+    # built now, so a malformed key or a non-HTTPS URL fails before any resource runs
+    shared = SharedClient(make_client, on_close=lambda c: record_requests(S.VENDOR, c.http.stats["requests"]))
+
+    def tables(spec: TableSpec, rows: Iterable[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[pa.Table]:
+        def counted() -> Iterator[list[dict[str, Any]]]:
+            for page in rows:
+                progress.update(len(page), len(page))
+                yield page
+
+        for chunk in batched(counted(), batch):
+            yield spec.to_arrow(chunk)
+
+    # ---------------------------------------------------------------- profiles
+
+    def profiles() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, "profiles")
+        with shared.use() as api:
+            if export_mode:
+                yield from _profiles_export(api, progress)
+            else:
+                yield from _profiles_v4(api, state, progress)
+
+    def _profiles_v4(api: SyneriseClient, state: dict[str, Any], progress: ProgressLog) -> Iterator[pa.Table]:
+        seen: set[int] = set()
+        previous: set[int] = set()
+        duplicates = 0
+
+        def rows() -> Iterator[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
+            nonlocal duplicates
+            for page in api.profile_pages(v4_page):
+                out = []
+                for p in page:
+                    row, extras = profile_row(p)
+                    cid = row["client_id"]
+                    if cid in seen:  # a page shifted under us (profiles added before it): already read
+                        duplicates += 1
+                        continue
+                    seen.add(cid)
+                    previous.update(int(x) for x in (row.get("previous_clients") or []))
+                    out.append((row, extras))
+                progress.update(len(page), len(out))
+                if out:
+                    yield out
+
+        for chunk in batched(rows(), batch):
+            yield profiles_table(chunk)
+        # profiles merged into another are gone from the API: remove them from the destination once
+        done = {int(x) for x in state.get("merged_away") or []}
+        gone = sorted(previous - seen - done)
+        if gone:
+            yield pa.table({"client_id": pa.array(gone, type=pa.int64()),
+                            S.MERGED_AWAY: pa.array([True] * len(gone), type=pa.bool_())})
+        if gone or "merged_away" in state:
+            state["merged_away"] = sorted(done | set(gone))
+        state["last_run"] = {"finished_at": pendulum.now("UTC").to_iso8601_string(), "mode": "snapshot (/v4/clients)",
+                             "rows_loaded": len(seen), "merged_away_removed": len(gone),
+                             "repeated_rows_skipped": duplicates}
+        progress.done(f"snapshot, {len(gone)} merged-away removed")
+
+    def _profiles_export(api: SyneriseClient, progress: ProgressLog) -> Iterator[Any]:
+        task = api.create_export(str(export_segmentation_uuid), fields, exp_exprs, exp_aggs)
+        analytics = {u: "expression" for u in exp_exprs} | {u: "aggregate" for u in exp_aggs}
+        created = int(pendulum.now("UTC").timestamp() * 1000)
+        for page in api.export_pages(int(task["taskId"]), S.EXPORT_LIMIT):
+            rows, values = [], []
+            for r in page:
+                plain = {k: v for k, v in r.items() if k not in analytics}
+                rows.append(export_row(plain))
+                values += [analytics_value_row(int(r["id"]), u, kind, r.get(u), created) for u, kind in analytics.items()]
+            progress.update(len(page), len(page))
+            if rows:
+                yield profiles_table(rows)
+            if values:
+                yield dlt.mark.with_table_name(S.ANALYTICS_VALUES.to_arrow(values), "analytics_values")
+        progress.done(f"export task {task['taskId']}")
+
+    # ---------------------------------------------------------------- events
+
+    def events() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        cur = LookbackCursor(state, lambda v: v - lookback_ms)
+        progress = ProgressLog(S.VENDOR, "events")
+        with shared.use() as api:
+            before = api.http.stats["requests"]
+            now = api.server_time_ms()
+            lo, hi, gap = events_window(cur.value, now, lookback_ms=lookback_ms, lag_ms=lag_ms, initial_ms=initial_ms)
+            if gap is not None:
+                _record_gap(state, gap)
+            overflow = Overflow()
+
+            def admitted() -> Iterator[list[dict[str, Any]]]:
+                for page in read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow):
+                    keep = []
+                    for e in page:
+                        row = event_row(e)
+                        if cur.admit(str(row["event_uuid"]), row["time"], row):
+                            keep.append(row)
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            for chunk in batched(admitted(), batch):
+                yield S.EVENTS.to_arrow(chunk)
+            if overflow.items:
+                state["truncated"] = (list(state.get("truncated") or []) + overflow.items)[-STATE_LIST_LIMIT:]
+            state["cursor_column"] = "time"
+            if hi >= lo:
+                cur.commit(hi, mode="first run" if cur.value is None else "incremental", window_from=lo,
+                           window_to=hi, requests=api.http.stats["requests"] - before)
+            progress.done(f"window {_iso(lo)} .. {_iso(hi)}")
+
+    # ---------------------------------------------------------------- per-profile events
+
+    def _profile_events_of(api: SyneriseClient, ids: Sequence[int], state: dict[str, Any],
+                           progress: ProgressLog) -> Iterator[pa.Table]:
+        per_profile = state.setdefault("profiles", {})
+        cursors = {int(c): LookbackCursor(per_profile.setdefault(str(int(c)), {}), lambda v: v - pe_lookback_ms)
+                   for c in ids}
+        bounds = {c: cur.lower_bound() for c, cur in cursors.items()}
+
+        def admitted() -> Iterator[list[dict[str, Any]]]:
+            for cid, page in read_profile_events(api, list(cursors), bounds.__getitem__, page_size=pe_page,
+                                                 workers=pe_workers):
+                cur = cursors[cid]
+                if page is None:
+                    cur.commit()
+                    continue
+                keep = []
+                for e in page:
+                    row = event_row(e)
+                    if cur.admit(str(row["event_uuid"]), row["time"], row):
+                        keep.append(row)
+                progress.update(len(page), len(keep))
+                if keep:
+                    yield keep
+
+        for chunk in batched(admitted(), batch):
+            yield S.PROFILE_EVENTS.to_arrow(chunk)
+
+    def profile_events() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, "profile_events")
+        if not event_ids:
+            return
+        with shared.use() as api:
+            yield from _profile_events_of(api, event_ids, state, progress)
+        progress.done(f"{len(event_ids)} profiles")
+
+    def profile_events_for_page(page: Any) -> Iterator[pa.Table]:
+        """Transformer: every profile of one ``profiles`` page (merged-away markers skipped)."""
+        if not isinstance(page, pa.Table) or "client_id" not in page.column_names or "analytic_uuid" in page.column_names:
+            return
+        ids = page.column("client_id").to_pylist()
+        if S.MERGED_AWAY in page.column_names:
+            gone = page.column(S.MERGED_AWAY).to_pylist()
+            ids = [c for c, g in zip(ids, gone, strict=True) if not g]
+        if not ids:
+            return
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, "profile_events")
+        with shared.use() as api:
+            yield from _profile_events_of(api, ids, state, progress)
+
+    # ---------------------------------------------------------------- catalogs, tags
+
+    def catalogs() -> Iterator[pa.Table]:
+        progress = ProgressLog(S.VENDOR, "catalogs")
+        with shared.use() as api:
+            yield from tables(S.CATALOGS, ([catalog_row(b) for b in p] for p in api.catalog_pages(cat_page)), progress)
+        progress.done("snapshot")
+
+    def catalog_items() -> Iterator[pa.Table]:
+        progress = ProgressLog(S.VENDOR, "catalog_items")
+        with shared.use() as api:
+            ids = [int(b["id"]) for page in api.catalog_pages(cat_page) for b in page]
+
+            def walk(cid: int) -> Callable[[], Iterator[list[dict[str, Any]]]]:
+                return lambda: ([item_row(i) for i in page] for page in api.item_pages(cid, cat_page))
+
+            pages = concurrent_pages([walk(c) for c in ids], min(4, connections), name="synerise-items")
+            yield from tables(S.CATALOG_ITEMS, pages, progress)
+        progress.done(f"{len(ids)} catalogs")
+
+    def tags() -> Iterator[pa.Table]:
+        progress = ProgressLog(S.VENDOR, "tags")
+        with shared.use() as api:
+            rows = api.tags()
+        progress.update(len(rows), len(rows))
+        yield S.TAGS.to_arrow(rows)
+
+    # ---------------------------------------------------------------- segmentations
+
+    def segmentation_members() -> Iterator[pa.Table]:
+        progress = ProgressLog(S.VENDOR, "segmentation_members")
+        state = dlt.current.resource_state()
+        with shared.use() as api:
+            for seg in segments:
+                yield from tables(S.SEGMENTATION_MEMBERS, _members(api, seg, state), progress)
+        progress.done(f"{len(segments)} segmentations")
+
+    def _members(api: SyneriseClient, seg: str, state: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Live membership can change between pages (offsets then shift): each id is loaded once,
+        and when ``matching`` moved during a pass, one more pass picks up what the shift skipped."""
+        seen: set[int] = set()
+        passes = 0
+        while True:
+            passes += 1
+            totals: set[int] = set()
+            for total, page in api.segmentation_pages(seg, crm_page):
+                totals.add(total)
+                rows = [member_row(seg, c) for c in page if int(c["id"]) not in seen]
+                seen.update(int(r["id"]) for r in rows)
+                if rows:
+                    yield rows
+            if len(totals) <= 1 or passes >= 3:
+                break
+            progress_logger.info("synerise.segmentation_members: %s changed while it was read; reading it again", seg)
+        state.setdefault("segmentations", {})[seg] = {"members": len(seen), "passes": passes,
+                                                      "finished_at": pendulum.now("UTC").to_iso8601_string()}
+
+    # ---------------------------------------------------------------- analytics
+
+    def definitions(kind: str, spec: TableSpec, mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], Iterator[pa.Table]]:
+        def read() -> Iterator[pa.Table]:
+            progress = ProgressLog(S.VENDOR, spec.name)
+            with shared.use() as api:
+                yield from tables(spec, ([mapper(x) for x in p] for p in api.analytics_pages(kind, an_page)), progress)
+
+        read.__name__ = spec.name
+        return read
+
+    def summaries(kind: str, spec: TableSpec, mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], Iterator[pa.Table]]:
+        def read() -> Iterator[pa.Table]:
+            with shared.use() as api:
+                rows = [mapper(x) for x in api.analytics_projections(kind)]
+            yield spec.to_arrow(rows)
+
+        read.__name__ = spec.name
+        return read
+
+    def analytics_values() -> Iterator[pa.Table]:
+        if not value_ids or not (expr_uuids or agg_uuids):
+            return
+        progress = ProgressLog(S.VENDOR, "analytics_values")
+        with shared.use() as api:
+            def one(kind: str, uuid: str, cid: int) -> Callable[[], Iterator[list[dict[str, Any]]]]:
+                def run() -> Iterator[list[dict[str, Any]]]:
+                    at = int(pendulum.now("UTC").timestamp() * 1000)
+                    body = api.expression_value(uuid, cid) if kind == "expression" else api.aggregate_value(uuid, cid)
+                    yield [analytics_value_row(cid, uuid, kind, (body or {}).get("result"), at)]
+
+                return run
+
+            jobs = [one("expression", u, c) for u in expr_uuids for c in value_ids]
+            jobs += [one("aggregate", u, c) for u in agg_uuids for c in value_ids]
+            yield from tables(S.ANALYTICS_VALUES, concurrent_pages(jobs, min(8, connections)), progress)
+
+    # ---------------------------------------------------------------- resources
+
+    def hints(spec: TableSpec, **extra: Any) -> dict[str, Any]:
+        return {"columns": spec.dlt_columns(), "primary_key": list(spec.primary_key), **extra}
+
+    profile_columns = S.PROFILES.dlt_columns()
+    profile_columns["attributes"] = {"data_type": "json", "nullable": True}
+    if not export_mode:
+        profile_columns[S.MERGED_AWAY] = {"data_type": "bool", "nullable": True, "hard_delete": True}
+    profiles_res = dlt.resource(
+        profiles, name="profiles", primary_key="client_id", columns=profile_columns,
+        write_disposition="replace" if export_mode else "merge", parallelized=True,
+    )()
+    if profile_events_backfill:
+        profile_events_res = dlt.transformer(
+            profile_events_for_page, name="profile_events", write_disposition="merge",
+            **hints(S.PROFILE_EVENTS),
+        )
+        profile_events_res = profiles_res | profile_events_res
+    else:
+        profile_events_res = dlt.resource(
+            profile_events, name="profile_events", write_disposition="merge", parallelized=True,
+            **hints(S.PROFILE_EVENTS),
+        )()
+
+    resources: list[DltResource] = [
+        profiles_res,
+        dlt.resource(events, name="events", write_disposition="merge", parallelized=True, **hints(S.EVENTS))(),
+        profile_events_res,
+        dlt.resource(catalogs, name="catalogs", write_disposition="merge", parallelized=True, **hints(S.CATALOGS))(),
+        dlt.resource(catalog_items, name="catalog_items", write_disposition="merge", merge_key="catalog_id",
+                     parallelized=True, **hints(S.CATALOG_ITEMS))(),
+        dlt.resource(tags, name="tags", write_disposition="replace", parallelized=True, **hints(S.TAGS))(),
+        dlt.resource(segmentation_members, name="segmentation_members", write_disposition="replace",
+                     parallelized=True, **hints(S.SEGMENTATION_MEMBERS))(),
+        dlt.resource(definitions("expressions", S.EXPRESSIONS, expression_row), name="expressions",
+                     write_disposition="merge", parallelized=True, **hints(S.EXPRESSIONS))(),
+        dlt.resource(definitions("aggregates", S.AGGREGATES, aggregate_row), name="aggregates",
+                     write_disposition="merge", parallelized=True, **hints(S.AGGREGATES))(),
+        dlt.resource(summaries("expressions", S.EXPRESSION_SUMMARIES, _expression_summary),
+                     name="expression_summaries", write_disposition="replace", parallelized=True,
+                     **hints(S.EXPRESSION_SUMMARIES))(),
+        dlt.resource(summaries("aggregates", S.AGGREGATE_SUMMARIES, _aggregate_summary),
+                     name="aggregate_summaries", write_disposition="replace", parallelized=True,
+                     **hints(S.AGGREGATE_SUMMARIES))(),
+        dlt.resource(analytics_values, name="analytics_values", write_disposition="merge", parallelized=True,
+                     **hints(S.ANALYTICS_VALUES))(),
+    ]
+    return resources
+
+
+def _expression_summary(x: dict[str, Any]) -> dict[str, Any]:
+    return {"hash_id": x.get("hashId"), "name": x.get("name"), "created_at": iso_to_ms(x.get("createdAt")),
+            "is_dynamic_analytic": x.get("isDynamicAnalytic"), "variables": x.get("variables")}
+
+
+def _aggregate_summary(x: dict[str, Any]) -> dict[str, Any]:
+    return {"uuid": x.get("uuid"), "hash_id": x.get("hashId"), "name": x.get("name"),
+            "created_at": iso_to_ms(x.get("createdAt")), "is_dynamic_analytic": x.get("isDynamicAnalytic"),
+            "variables": x.get("variables")}
+
+
+def _iso(ms: int) -> str:
+    return pendulum.from_timestamp(ms / 1000).to_iso8601_string()
+
+
+def _record_gap(state: dict[str, Any], gap: tuple[int, int]) -> None:
+    """Say loudly that workspace activity between two instants can no longer be read, and keep
+    it in state (``cdp-sync state synerise`` shows it)."""
+    lo, hi = gap
+    hours = (hi - lo + 1) / HOUR_MS
+    entry = {"from_ms": lo, "to_ms": hi, "from": _iso(lo), "to": _iso(hi), "hours": round(hours, 3),
+             "detected_at": pendulum.now("UTC").to_iso8601_string()}
+    state["unreachable"] = (list(state.get("unreachable") or []) + [entry])[-STATE_LIST_LIMIT:]
+    progress_logger.warning(
+        "synerise.events: UNREACHABLE GAP: workspace activities from %s to %s (%.2f h) are beyond the API's "
+        "6-hour horizon and were NOT loaded; run more often than every 6 hours, and use profile_events "
+        "(per-profile history) to recover that period. Recorded in state as 'unreachable'.",
+        entry["from"], entry["to"], hours,
+    )
