@@ -34,6 +34,11 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "unix_ms": TIMESTAMP,
     "datetime": TIMESTAMP,
     "json": pa.string(),
+    # ISO 8601 strings with a zone offset (``2026-11-20T08:15:30.123456-05:00``, ``…Z``), parsed
+    # column-wise by Arrow; values without an offset are read in the table's ``tz``
+    "iso": TIMESTAMP,
+    # calendar dates (``YYYY-MM-DD``)
+    "date": pa.date32(),
 }
 ZERO_DATES = frozenset({"0000-00-00 00:00:00", "0000-00-00", ""})
 _TRUE = frozenset({"1", "true", "yes", "y", "t", "on"})
@@ -160,6 +165,36 @@ def _datetime_array(values: list[Any], tz: str) -> pa.Array:
     return pc.assume_timezone(parsed, timezone=tz, ambiguous="earliest", nonexistent="earliest").cast(TIMESTAMP)
 
 
+def _iso_array(values: list[Any], tz: str) -> pa.Array:
+    """ISO 8601 strings with an offset (or ``Z``) → UTC timestamps, vectorised by Arrow's cast;
+    any other layout (no offset, a space separator Arrow refuses …) falls back to pendulum."""
+    cleaned = [None if (v is None or v == "") else str(v) for v in values]
+    try:
+        return pa.array(cleaned, type=pa.string()).cast(TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return _datetime_fallback(cleaned, tz)
+
+
+def _date_array(values: list[Any]) -> pa.Array:
+    """``YYYY-MM-DD`` strings (or date/datetime objects, or ISO timestamps: their date part)."""
+    import datetime as _dt
+
+    out: list[_dt.date | None] = []
+    for v in values:
+        if v is None or v == "" or v in ZERO_DATES:
+            out.append(None)
+        elif isinstance(v, _dt.datetime):
+            out.append(v.date())
+        elif isinstance(v, _dt.date):
+            out.append(v)
+        else:
+            try:
+                out.append(_dt.date.fromisoformat(str(v)[:10]))
+            except ValueError:
+                raise _ValueError(v) from None
+    return pa.array(out, type=pa.date32())
+
+
 def _datetime_fallback(values: list[str | None], tz: str) -> pa.Array:
     import pendulum
 
@@ -222,6 +257,8 @@ class TableSpec:
             "unix_ms": "timestamp",
             "datetime": "timestamp",
             "json": "json",
+            "iso": "timestamp",
+            "date": "date",
         }
         hints: dict[str, dict[str, Any]] = {}
         for c, k in self.columns.items():
@@ -249,6 +286,12 @@ def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
         try:
             if kind == "datetime":
                 arrays.append(_datetime_array(values, spec.tz))
+                continue
+            if kind == "iso":
+                arrays.append(_iso_array(values, spec.tz))
+                continue
+            if kind == "date":
+                arrays.append(_date_array(values))
                 continue
             conv = _SCALAR[kind]
             converted = [conv(v) for v in values]
