@@ -89,6 +89,8 @@ PROFILES = TableSpec(
         "last_activity_date": "unix_ms",
     },
     primary_key=("client_id",),
+    # the custom `attributes` object is the open-ended part; the source appends it as JSON
+    extras_column=None,
 )
 #: the hard-delete marker column of ``profiles`` (True on rows that remove a merged-away profile)
 MERGED_AWAY = "merged_away"
