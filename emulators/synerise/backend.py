@@ -121,7 +121,7 @@ class SyneriseBackend:
         }
         self._revoked_before_ms = 0
         self._tokens_issued = 0
-        self._bucket = (0.0, time.monotonic())
+        self._bucket = (float("inf"), time.monotonic())  # starts full (clamped to the rate)
         self._bucket_lock = threading.Lock()
         self._tasks: dict[int, dict[str, Any]] = {}
         self._next_task = 500 + derive_seed(seed, "task") % 100
@@ -779,6 +779,9 @@ class SyneriseBackend:
             if k not in self.options:
                 raise MutationError(f"unknown synerise option {k!r}; known: {', '.join(sorted(self.options))}")
             self.options[k] = list(v) if k == "denied_permissions" else float(v)
+            if k == "rate_limit_per_s":
+                with self._bucket_lock:
+                    self._bucket = (float("inf"), time.monotonic())
         return dict(self.options)
 
     def export(self, table: str) -> list[dict[str, Any]]:
