@@ -1,0 +1,139 @@
+"""`cdp-sync` end to end for Synerise: subprocesses against an in-process emulator over HTTPS."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from .truth import assert_table_equals
+
+
+def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update(
+        SOURCES__SYNERISE__API_KEY=server.api_key,
+        SOURCES__SYNERISE__BASE_URL=server.base_url,
+        SSL_CERT_FILE=server.ca_file,
+        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    env.update(extra)
+    return env
+
+
+#: the DuckDB file is named after the pipeline; DuckDB 1.5 refuses a file (catalog) named like the
+#: dataset ("synerise"), so the tests name the pipeline explicitly
+PIPELINE = "synerise_cli"
+DB = f"{PIPELINE}.duckdb"
+
+
+def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    if args[0] in ("run", "state") and "--pipeline-name" not in args:
+        args = (*args, "--pipeline-name", PIPELINE)
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_run_state_and_check(emu, ctl, tmp_path):
+    env = cli_env(emu, tmp_path)
+    result = cdp_sync("run", "synerise", "--resources", "profiles,events,tags", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "synerise:" in result.stdout and "requests" in result.stdout
+    with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
+        assert_table_equals(con, "synerise", "profiles", ctl.export("profiles"))
+        assert_table_equals(con, "synerise", "tags", ctl.export("tags"))
+    check = cdp_sync("check", "synerise", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("synerise: ok, workspace ")
+
+    # seven hours later the cursor is behind the 6-hour horizon: the run says so, and so does state
+    ctl.mutate({"op": "advance_clock", "seconds": 7 * 3600})
+    again = cdp_sync("run", "synerise", "--resources", "events", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "UNREACHABLE GAP" in again.stderr
+    state = cdp_sync("state", "synerise", env=env, cwd=tmp_path)
+    assert state.returncode == 0, state.stderr
+    assert "events" in state.stdout and "time = " in state.stdout
+    assert "unreachable:" in state.stdout and '"hours"' in state.stdout
+
+
+def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
+    wrong = "0f0f0f0f-1111-4222-8333-444455556666"
+    env = cli_env(emu, tmp_path, SOURCES__SYNERISE__API_KEY=wrong)
+    for args in (("run", "synerise", "--resources", "profiles"), ("check", "synerise")):
+        result = cdp_sync(*args, env=env, cwd=tmp_path)
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        assert "synerise" in lines[0] and "401" in lines[0] and "refused" in lines[0]
+        assert "Traceback" not in result.stderr
+        assert wrong not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env_change", "needle"),
+    [
+        (("run", "synerise"), {"SOURCES__SYNERISE__API_KEY": None}, "SOURCES__SYNERISE__API_KEY"),
+        (("run", "synerise", "--resources", "profiles,nope"), {}, "no resource nope"),
+        (("run", "synerise"), {"SOURCES__SYNERISE__BASE_URL": "http://127.0.0.1:9"}, "HTTPS"),
+        (("run", "synerise"), {"SOURCES__SYNERISE__EVENTS_INITIAL_HOURS": "24"}, "6 hours"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
+    env = cli_env(emu, tmp_path)
+    for k, v in env_change.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    result = cdp_sync(*args, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert result.stderr.count("error:") == 1 and needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
+    ctl.configure(latency_ms=20)
+    env = cli_env(emu, tmp_path, SOURCES__SYNERISE__PROFILES_PAGE_SIZE="10",
+                  SOURCES__SYNERISE__PROFILE_EVENTS_BACKFILL="true", SOURCES__SYNERISE__PROFILE_EVENTS_WORKERS="2")
+    resources = "profiles,events,profile_events"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "synerise", "--resources", resources,
+                             "--pipeline-name", PIPELINE],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            walked = [e for e in ctl.requests() if e["path"] == "/activities-api/events/by/id"]
+            if len(walked) >= 30:
+                break
+            assert proc.poll() is None, "the run finished before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the per-profile walk never started")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    ctl.configure(latency_ms=0)
+    ctl.mutate({"op": "modify_profiles", "count": 12})
+    ctl.mutate({"op": "add_events", "count": 30, "ago_ms": 0, "spread_ms": 5000})
+    ctl.mutate({"op": "advance_clock", "seconds": 90})
+    result = cdp_sync("run", "synerise", "--resources", resources, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = ctl.export("events")
+    live = {p["clientId"] for p in ctl.export("profiles")}
+    with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
+        assert_table_equals(con, "synerise", "profiles", ctl.export("profiles"))
+        assert_table_equals(con, "synerise", "profile_events", [e for e in events if e["client"]["id"] in live])
+        loaded = {r[0] for r in con.execute("select event_uuid from synerise.events").fetchall()}
+        assert_table_equals(con, "synerise", "events", [e for e in events if e["eventUUID"] in loaded])
