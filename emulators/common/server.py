@@ -91,7 +91,9 @@ def serve(backend: EmulatorBackend, *, port: int = 0, latency_ms: float = 0.0, s
     tmpdir = tempfile.mkdtemp(prefix=f"cdp-emulator-{backend.vendor}-")
     ca_file, cert_file, key_file = make_certificate(Path(tmpdir))
     harness = build_app(backend, latency_ms=latency_ms)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+    # says TCP; with proto 0 every response waited ~40 ms for the client's delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, port))
     sock.listen(1024)
