@@ -1,0 +1,102 @@
+"""Lytics benchmark jobs: cdp-sync's first (full) users scan, and the floor.
+
+The floor is what a bare script would do with the same API: one sequential ad-hoc scan
+(``POST /api/segment/scan`` with ``FILTER * FROM user``, ``limit=100``, following ``_next``) with
+httpx, each batch turned into an Arrow table (every column as text: no type work at all, so the
+floor is generous) and inserted into DuckDB. cdp-sync splits the scan into bucket scans
+(``splits``) read ``workers`` at a time; ``--sequential`` times it with one worker (one scan).
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BATCH = 5000
+PAGE = 100
+
+RESOURCES = ("users",)
+DEFAULT_WORKERS = 8
+#: what ``--sequential`` times with one worker against ``--workers`` (the split bucket scans)
+CONCURRENT_RESOURCES = ("users",)
+
+
+def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
+    import dlt
+
+    from sources.common.progress import requests_made
+    from sources.lytics import lytics_source
+
+    with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
+        pipeline = dlt.pipeline(
+            pipeline_name="bench_lytics",
+            destination=dlt.destinations.duckdb(str(Path(tmp) / "bench.duckdb")),
+            dataset_name="lytics_data",
+            pipelines_dir=str(Path(tmp) / "pipelines"),
+        )
+        source = lytics_source(
+            api_key=info["api_key"], base_url=info["base_url"], scan_workers=workers,
+            scan_splits=max(20, workers * 4) if workers > 1 else 20,
+        ).with_resources(*resources)
+        started = time.perf_counter()
+        load_info = pipeline.run(source, loader_file_format="parquet")
+        seconds = time.perf_counter() - started
+        load_info.raise_on_failed_jobs()
+        counts = pipeline.last_trace.last_normalize_info.row_counts
+        rows = sum(n for t, n in counts.items() if t in resources)
+    return {"rows": rows, "requests": requests_made("lytics"), "seconds": seconds}
+
+
+def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
+    import duckdb
+    import httpx
+    import orjson
+    import pyarrow as pa
+
+    verify = ssl.create_default_context(cafile=info["ca_file"])
+    client = httpx.Client(base_url=info["base_url"], headers={"Authorization": info["api_key"]}, verify=verify,
+                          timeout=60)
+    rows_total = requests = 0
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        con = duckdb.connect(str(Path(tmp) / "floor.duckdb"))
+        started = time.perf_counter()
+        batch: list[dict[str, Any]] = []
+        created = False
+
+        def flush(batch: list[dict[str, Any]], created: bool) -> None:
+            columns = sorted({k for r in batch for k in r})
+            if created:
+                have = {r[0] for r in con.execute('describe "users"').fetchall()}
+                for c in sorted(set(columns) - have):
+                    con.execute(f'alter table "users" add column "{c}" varchar')
+            data = {c: [None if r.get(c) is None else str(r.get(c)) for r in batch] for c in columns}
+            con.register("page", pa.table({c: pa.array(v, type=pa.string()) for c, v in data.items()}))
+            if created:
+                con.execute('insert into "users" by name select * from page')
+            else:
+                con.execute('create table "users" as select * from page')
+            con.unregister("page")
+
+        start = ""
+        while True:
+            response = client.post("/api/segment/scan", params={"limit": PAGE, "start": start},
+                                   content=b"FILTER * FROM user", headers={"Content-Type": "text/plain"})
+            response.raise_for_status()
+            requests += 1
+            body = orjson.loads(response.content)
+            batch.extend(body["data"] or [])
+            start = body.get("_next") or body.get("next") or ""
+            if len(batch) >= BATCH or (not start and batch):
+                flush(batch, created)
+                created = True
+                rows_total += len(batch)
+                batch = []
+            if not start:
+                break
+        seconds = time.perf_counter() - started
+        con.close()
+    client.close()
+    return {"rows": rows_total, "requests": requests, "seconds": seconds}
