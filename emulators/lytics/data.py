@@ -23,6 +23,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
+from .filterql import evaluate
+
 MASK64 = 0xFFFFFFFFFFFFFFFF
 NS = 1_000_000_000
 DAY_NS = 86400 * NS
@@ -382,17 +384,19 @@ class Account:
                         f"{derive(self.seed, 'author', i % 3):08x}", f"{derive(self.seed, 'short', i):06x}"[:6])
             )
         self.parsed = {s.id: parse(s.d.ql) for s in self.segments}
+        self._by_ident = {**{s.d.slug: s for s in self.segments}, **{s.id: s for s in self.segments}}
         self._sizes: tuple[int, dict[str, int]] | None = None
 
     def segment(self, ident: str, table: str | None = None) -> Segment | None:
+        hit = self._by_ident.get(ident)
+        if hit is not None and (table is None or hit.d.table == table):
+            return hit
         for s in self.segments:
             if (s.id == ident or s.d.slug == ident) and (table is None or s.d.table == table):
                 return s
         return None
 
     def in_segment(self, seg: Segment, slot: int, row: dict[str, Any] | None = None, depth: int = 0) -> bool:
-        from .filterql import evaluate
-
         if depth > 8:
             return False
         cache: dict[str, Any] = {"row": row} if row is not None else {}

@@ -27,6 +27,7 @@ matches nothing but ``NOT``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +56,16 @@ class FilterQLError(ValueError):
 def parse_instant(text: str, now_ns: int) -> int | None:
     """An RFC 3339 / ``YYYY-MM-DD`` / ``now-<n><unit>`` literal as epoch nanoseconds (``None``: not a date)."""
     text = text.strip()
-    m = _DATE_MATH.match(text)
-    if m:
-        n = int(m.group(1) or 0)
-        return now_ns - n * _UNITS[(m.group(2) or "s").lower()] * 1_000_000_000
+    if text[:3].lower() == "now":
+        m = _DATE_MATH.match(text)
+        if m:
+            n = int(m.group(1) or 0)
+            return now_ns - n * _UNITS[(m.group(2) or "s").lower()] * 1_000_000_000
+    return _absolute(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _absolute(text: str) -> int | None:
     m = _RFC3339.match(text)
     if not m:
         return None
