@@ -37,6 +37,7 @@ Behaviours reproduced, with the contract's numbering:
    ``query_concurrency`` (3) queries running per project, the next one refused at once with 429.
 8. Ties down to the microsecond, ClickHouse UUID order, ISO timestamps with microseconds and offset.
 9. Late events through the control plane (``add_events`` with ``late_seconds``).
+   ``query_max_rows`` (default 50,000) lowers the clamp so tests can reach it cheaply.
 10. Query cache: an identical query within ``cache_ttl_seconds`` answers ``is_cached: true`` with the
     old rows unless ``refresh`` forces; ``refresh: "async"`` answers 202 and is polled; ``DELETE``
     cancels; optional execution budget ``query_timeout_rows`` (a query whose time range holds more
@@ -150,13 +151,14 @@ class Options:
     send_retry_after: bool = False
     query_concurrency: int = 3
     query_timeout_rows: int | None = None
+    query_max_rows: int = hogql.MAX_LIMIT
     cache_ttl_seconds: float = 3600.0
     async_polls: int = 1
     legacy_events_truncate_long_windows: bool = False
     legacy_events_repeat_next: bool = False
 
     RUNTIME = ("persons_shape", "rate_limits", "query_throttle", "throttle_by", "send_retry_after",
-               "query_concurrency", "query_timeout_rows", "cache_ttl_seconds", "async_polls",
+               "query_concurrency", "query_timeout_rows", "query_max_rows", "cache_ttl_seconds", "async_polls",
                "legacy_events_truncate_long_windows", "legacy_events_repeat_next")
 
     def check(self) -> None:
@@ -170,6 +172,8 @@ class Options:
             raise MutationError("projects must be between 1 and 20")
         if int(self.query_concurrency) < 1:
             raise MutationError("query_concurrency must be at least 1")
+        if int(self.query_max_rows) < 1:
+            raise MutationError("query_max_rows must be at least 1")
         if not (self.rate_limits is True or self.rate_limits is False or isinstance(self.rate_limits, dict)):
             raise MutationError("rate_limits is true, false or {bucket: [[requests, seconds], ...]}")
         if isinstance(self.rate_limits, dict):
@@ -789,7 +793,8 @@ class PostHogBackend:
                            f"Exceeded maximum concurrency limit: {limit} for key: api_query_concurrency_team_"
                            f"{project.id} and task: {query_id}")
         try:
-            ctx = hogql.Context(ZoneInfo(project.timezone), self.now(), self.opts.query_timeout_rows)
+            ctx = hogql.Context(ZoneInfo(project.timezone), self.now(), self.opts.query_timeout_rows,
+                                int(self.opts.query_max_rows))
             try:
                 result = hogql.execute(sql, values, self._tables(project), ctx)
             except hogql.HogQLError as e:

@@ -237,6 +237,7 @@ class Context:
     tz: dt.tzinfo
     now_us: int
     max_scan_rows: int | None = None
+    max_rows: int = MAX_LIMIT
 
 
 # --------------------------------------------------------------------------- placeholders
@@ -847,7 +848,7 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
             raise HogQLError("LIMIT must be a constant integer") from None
         if requested < 0:
             raise HogQLError("LIMIT must not be negative")
-        limit = min(requested, MAX_LIMIT)
+        limit = min(requested, ctx.max_rows)
     else:
         limit = DEFAULT_LIMIT
 

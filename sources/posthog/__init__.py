@@ -1,0 +1,465 @@
+"""PostHog: events, daily event summaries, persons, projects and the project objects.
+
+Read this file and you know what is loaded (tables are named after resources):
+
+| resource             | primary key                              | write disposition | cursor                                  |
+|----------------------|------------------------------------------|-------------------|-----------------------------------------|
+| events               | uuid                                     | merge             | (timestamp, uuid) per project, lookback 1 h |
+| event_summaries      | project_id, day, event                   | merge             | day per project, re-reads the last 3 days |
+| persons              | uuid                                     | merge             | none: every person each run (no server-side cursor exists) |
+| projects             | id                                       | merge             | none                                    |
+| cohorts, feature_flags, annotations, insights, event_definitions, property_definitions | id | merge | none |
+| groups               | project_id, group_type_index, group_key  | merge             | none (cursor pagination per group type) |
+
+Projects are discovered (``GET /api/projects/``) or configured (``project_ids``); every
+incremental resource keeps its state per project. ``events`` reads HogQL (``POST /query/``) in
+windows of at most one day, keyset-paginated on ``(timestamp, uuid)`` — the server compares, in
+ClickHouse UUID order — and fetches up to three windows of a project at once (PostHog's limit of
+three concurrent queries per project, shared with ``event_summaries``). Each run re-reads
+``events_lookback_seconds`` behind its cursor for late events and drops rows it re-reads unchanged
+(fingerprints of the rows inside the lookback window are kept in state), so a run with nothing new
+loads nothing. State moves only when the load package that carries it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import dlt
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.common.arrow import batched, quiet_arrow_hint_warning
+from sources.common.concurrency import concurrent_pages
+from sources.common.cursor import LookbackCursor
+from sources.common.errors import AuthError, ConfigurationError, RequestRejected
+from sources.common.http import RetryPolicy
+from sources.common.lease import SharedClient
+from sources.common.progress import ProgressLog, record_requests
+
+from . import settings as S
+from .client import PostHogClient, iso_to_us, parse_start, project_days, us_to_iso, windows
+
+__all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day"]
+
+logger = logging.getLogger("cdp_sync.posthog")
+US = 1_000_000
+HOUR_US = 3600 * US
+
+
+def check_credentials(api_key: str, base_url: str = S.DEFAULT_BASE_URL) -> str:
+    """``GET /api/projects/``: one request, 401 for a bad key, 403 without ``project:read``."""
+    client = PostHogClient(api_key, base_url, retry=RetryPolicy(max_attempts=3, max_total_wait=30))
+    try:
+        body = client.check()
+    finally:
+        client.close()
+    projects = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(projects, list):
+        return "credentials accepted"
+    names = ", ".join(f"{p.get('name')!r} ({p.get('id')})" for p in projects[:5])
+    more = f" and {len(projects) - 5} more" if len(projects) > 5 else ""
+    return f"{len(projects)} project{'s' if len(projects) != 1 else ''}: {names}{more}"
+
+
+# -- bounded reads (a later backfill command reads windows through these, without state) -----------
+
+
+def read_events_window(api: PostHogClient, project_id: int, start_us: int, end_us: int, *,
+                       page_size: int = S.DEFAULT_EVENTS_PAGE_SIZE,
+                       window_hours: int = S.MAX_WINDOW_HOURS,
+                       workers: int = 1) -> Iterator[list[dict[str, Any]]]:
+    """Every event of a project with ``start <= timestamp < end``: the range is cut into windows
+    of at most ``window_hours`` read by up to ``workers`` threads; no state is read or written."""
+    tasks = [_window_task(api, project_id, a, b, page_size)
+             for a, b in windows(start_us, end_us, window_hours * HOUR_US)]
+    yield from concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}")
+
+
+def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day_end_us: int) -> Iterator[list[dict]]:
+    """The daily counts of one project day ``[start, end)``; no state is read or written."""
+    yield from api.summaries_window(project_id, day_start_us, day_end_us)
+
+
+def _window_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int) -> Callable[[], Iterator[list[dict]]]:
+    return lambda: api.events_window(pid, a, b, page_size)
+
+
+# -- the source ---------------------------------------------------------------------------------
+
+
+class _Projects:
+    """The projects of this run, resolved once and shared by every resource."""
+
+    def __init__(self, configured: Sequence[int] | None) -> None:
+        self.configured = configured
+        self._lock = threading.Lock()
+        self._resolved: tuple[list[dict[str, Any]], dict[str, str]] | None = None
+
+    def get(self, api: PostHogClient) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        with self._lock:
+            if self._resolved is None:
+                self._resolved = self._resolve(api)
+            return self._resolved
+
+    def _resolve(self, api: PostHogClient) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        reachable: list[dict[str, Any]] = []
+        unreachable: dict[str, str] = {}
+        if self.configured:
+            for pid in self.configured:
+                try:
+                    reachable.append(api.get(f"api/projects/{int(pid)}/"))
+                except RequestRejected as exc:
+                    if exc.status == 404:
+                        raise ConfigurationError(
+                            f"posthog project {pid} does not exist on {api.http.base_url.host} (check project_ids)",
+                            vendor=S.VENDOR,
+                        ) from None
+                    raise
+            return reachable, unreachable
+        for project in api.projects():
+            pid = project.get("id")
+            try:
+                reachable.append(api.get(f"api/projects/{int(pid)}/"))
+            except AuthError as exc:
+                if exc.status != 403:
+                    raise
+                unreachable[str(pid)] = exc.body_excerpt or "403"
+                logger.warning("posthog: project %s is listed but this key cannot read it (%s); skipped and "
+                               "recorded in state as unreachable", pid, exc.body_excerpt)
+        if not reachable and unreachable:
+            raise AuthError("posthog: this key cannot read any of its projects", vendor=S.VENDOR, status=403)
+        return reachable, unreachable
+
+
+def _note_unreachable(state: dict[str, Any], unreachable: dict[str, str]) -> None:
+    if unreachable:
+        state["unreachable_projects"] = dict(unreachable)
+    else:
+        state.pop("unreachable_projects", None)
+
+
+def _check(name: str, value: Any, low: float, high: float | None = None) -> None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"posthog {name} must be a number, not {value!r}", vendor=S.VENDOR) from None
+    if v < low or (high is not None and v > high):
+        bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise ConfigurationError(f"posthog {name} must be {bounds} (got {value!r})", vendor=S.VENDOR)
+
+
+def _project_ids(value: Any) -> list[int] | None:
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+    if isinstance(value, int):
+        value = [value]
+    try:
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"posthog project_ids must be a list of integers, not {value!r}",
+                                 vendor=S.VENDOR) from None
+
+
+@dlt.source(name="posthog", max_table_nesting=0)
+def posthog_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = S.DEFAULT_BASE_URL,
+    project_ids: list[int] | None = None,
+    start_date: str | None = None,
+    events_lookback_seconds: int = S.DEFAULT_LOOKBACK_SECONDS,
+    events_page_size: int = S.DEFAULT_EVENTS_PAGE_SIZE,
+    events_window_hours: int = S.MAX_WINDOW_HOURS,
+    events_max_windows: int | None = None,
+    query_concurrency: int = S.MAX_QUERY_CONCURRENCY,
+    summary_days: int = S.DEFAULT_SUMMARY_DAYS,
+    persons_page_size: int = S.DEFAULT_PERSONS_PAGE_SIZE,
+    page_size: int = S.DEFAULT_PAGE_SIZE,
+    batch_rows: int = S.DEFAULT_BATCH_ROWS,
+    max_attempts: int = 6,
+    max_retry_wait: float = 120.0,
+    request_timeout: float = 60.0,
+) -> Sequence[DltResource]:
+    """PostHog's private API (US Cloud by default) as dlt resources.
+
+    Args:
+        api_key: a personal API key (``phx_…``) with the read scopes of the resources loaded
+            (``project:read``, ``query:read`` for events and summaries, ``person:read``,
+            ``cohort:read``, ``feature_flag:read``, ``annotation:read``, ``insight:read``,
+            ``event_definition:read``, ``property_definition:read``, ``group:read``).
+        base_url: ``https://us.posthog.com`` (US Cloud), ``https://eu.posthog.com`` (EU Cloud) or a
+            self-hosted instance's HTTPS address. Keys are bound to their region.
+        project_ids: projects to load; default: every project the key can read.
+        start_date: where the first run of ``events`` and ``event_summaries`` starts (ISO date or
+            timestamp, UTC); default: the project's first event.
+        events_lookback_seconds: how far behind its cursor ``events`` re-reads for late events.
+        events_page_size: rows per HogQL query (PostHog returns at most 50,000).
+        events_window_hours: the longest events window (1..24); lower it when a day of a busy
+            project does not fit PostHog's 10-second query budget.
+        events_max_windows: at most this many windows per project per run (a long backfill then
+            commits its progress run by run); default: no limit.
+        query_concurrency: HogQL queries in flight per project (1..3, PostHog's limit).
+        summary_days: trailing days ``event_summaries`` re-reads each run (today included).
+        persons_page_size: persons per request.
+        page_size: rows per request of the other lists.
+        batch_rows: rows per Arrow table handed to dlt.
+        max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+    """
+    _check("events_lookback_seconds", events_lookback_seconds, 0)
+    _check("events_page_size", events_page_size, 1, S.MAX_QUERY_ROWS)
+    _check("events_window_hours", events_window_hours, 1, S.MAX_WINDOW_HOURS)
+    _check("query_concurrency", query_concurrency, 1, S.MAX_QUERY_CONCURRENCY)
+    _check("summary_days", summary_days, 1)
+    _check("persons_page_size", persons_page_size, 1, 10_000)
+    _check("page_size", page_size, 1, 1000)
+    _check("batch_rows", batch_rows, 1)
+    if events_max_windows is not None:
+        _check("events_max_windows", events_max_windows, 1)
+    start_us = parse_start(start_date) if start_date not in (None, "") else None
+    configured = _project_ids(project_ids)
+    lookback_us = int(events_lookback_seconds) * US
+    window_us = int(events_window_hours) * HOUR_US
+    quiet_arrow_hint_warning()
+    retry = RetryPolicy(max_attempts=int(max_attempts), max_total_wait=float(max_retry_wait))
+
+    def make_client() -> PostHogClient:
+        return PostHogClient(api_key, base_url, timeout=float(request_timeout), retry=retry,
+                             max_connections=max(12, int(query_concurrency) * 4),
+                             query_concurrency=int(query_concurrency))
+
+    # built now, so a malformed key or a non-HTTPS URL fails before any resource runs
+    shared = SharedClient(make_client, on_close=lambda c: record_requests(S.VENDOR, c.http.stats["requests"]))
+    catalog = _Projects(configured)
+
+    def project_start(api: PostHogClient, pid: int) -> int | None:
+        if start_us is not None:
+            return start_us
+        _, first = api.event_bounds(pid)
+        return first
+
+    # -- events ------------------------------------------------------------------------------
+
+    def events() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        per_project = state.setdefault("projects", {})
+        progress = ProgressLog(S.VENDOR, "events")
+        with shared.use() as api:
+            projects, unreachable = catalog.get(api)
+            now_us = int(time.time() * US)
+            queries_before = api.queries
+            cursors: dict[int, tuple[LookbackCursor, int | None, str, int]] = {}
+            tasks_by_project: list[list[Callable[[], Iterator[list[dict]]]]] = []
+            for project in projects:
+                pid = int(project["id"])
+                cur = LookbackCursor(per_project.setdefault(str(pid), {}), _minus(lookback_us))
+                if cur.value is None:
+                    start = project_start(api, pid)
+                    mode = "backfill"
+                else:
+                    start = iso_to_us(cur.lower_bound())
+                    mode = "incremental"
+                if start is None:
+                    cursors[pid] = (cur, None, "no events yet", 0)
+                    continue
+                planned = windows(start, now_us, window_us)
+                if events_max_windows is not None and len(planned) > int(events_max_windows):
+                    planned = planned[: int(events_max_windows)]
+                    mode += f" (first {len(planned)} windows)"
+                end = planned[-1][1] if planned else now_us
+                cur.set_floor(us_to_iso(end))
+                cursors[pid] = (cur, end, mode, len(planned))
+                tasks_by_project.append([_window_task(api, pid, a, b, int(events_page_size)) for a, b in planned])
+            # interleave projects so every project's three query slots are used at once
+            tasks = [t for group in _round_robin(tasks_by_project) for t in group]
+            workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
+            pages = concurrent_pages(tasks, workers, name="posthog-events")
+
+            def admitted() -> Iterator[list[dict[str, Any]]]:
+                for page in pages:
+                    keep = []
+                    cur = cursors[page[0]["project_id"]][0]
+                    for row in page:
+                        if cur.admit(str(row["uuid"]), us_to_iso(iso_to_us(row["timestamp"])), row):
+                            keep.append(row)
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            for batch in batched(admitted(), int(batch_rows)):
+                yield S.EVENTS.to_arrow(batch)
+            for cur, end, mode, n_windows in cursors.values():
+                cur.commit(us_to_iso(end) if end is not None else None, mode=mode, windows=n_windows)
+            _note_unreachable(state, unreachable)
+            progress.done(f"{api.queries - queries_before} queries")
+
+    # -- event summaries -----------------------------------------------------------------------
+
+    def event_summaries() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        per_project = state.setdefault("projects", {})
+        progress = ProgressLog(S.VENDOR, "event_summaries")
+        with shared.use() as api:
+            projects, unreachable = catalog.get(api)
+            now_us = int(time.time() * US)
+            plans: list[tuple[int, LookbackCursor, str | None, list[tuple[str, int, int]]]] = []
+            for project in projects:
+                pid = int(project["id"])
+                tz = str(project.get("timezone") or "UTC")
+                cur = LookbackCursor(per_project.setdefault(str(pid), {}), _days_before(int(summary_days) - 1))
+                today = project_days(now_us, now_us, tz)[0][0]
+                if cur.value is None:
+                    first = project_start(api, pid)
+                    days = project_days(first, now_us, tz) if first is not None else []
+                    mode = "backfill"
+                else:
+                    days = project_days(cur.lower_bound(), now_us, tz)
+                    mode = "trailing days"
+                cur.set_floor(today)
+                plans.append((pid, cur, mode, days))
+            tasks = [
+                _summary_task(api, pid, a, b)
+                for group in _round_robin([[(pid, a, b) for _, a, b in days] for pid, _, _, days in plans])
+                for pid, a, b in group
+            ]
+            newest = {pid: (days[-1][0] if days else None) for pid, _, _, days in plans}
+            workers = min(int(query_concurrency) * max(1, len(plans)), 8)
+            by_pid = {pid: cur for pid, cur, _, _ in plans}
+            for page in concurrent_pages(tasks, workers, name="posthog-summaries"):
+                cur = by_pid[page[0]["project_id"]]
+                keep = [r for r in page if cur.admit(f"{r['day']}|{r['event']}", str(r["day"]), r)]
+                progress.update(len(page), len(keep))
+                if keep:
+                    yield S.EVENT_SUMMARIES.to_arrow(keep)
+            for pid, cur, mode, days in plans:
+                cur.commit(newest[pid], mode=mode, days=len(days))
+            _note_unreachable(state, unreachable)
+            progress.done()
+
+    # -- persons and objects ------------------------------------------------------------------------
+
+    def persons() -> Iterator[pa.Table]:
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, "persons")
+        with shared.use() as api:
+            projects, unreachable = catalog.get(api)
+
+            def walk(pid: int) -> Callable[[], Iterator[list[dict]]]:
+                def pages() -> Iterator[list[dict]]:
+                    for page in api.walk(f"api/projects/{pid}/persons/", {"limit": int(persons_page_size)}):
+                        yield [_person(row, pid) for row in page]
+                return pages
+
+            tasks = [walk(int(p["id"])) for p in projects]
+            for batch in batched(_counted(concurrent_pages(tasks, min(2, len(tasks)), name="posthog-persons"),
+                                          progress), int(batch_rows)):
+                yield S.PERSONS.to_arrow(batch)
+            _note_unreachable(state, unreachable)
+            progress.done("full walk")
+
+    def projects_resource() -> Iterator[pa.Table]:
+        with shared.use() as api:
+            projects, _ = catalog.get(api)
+            rows = [{k: v for k, v in p.items() if k not in S.DROPPED_PROJECT_FIELDS} for p in projects]
+            if rows:
+                yield S.PROJECTS.to_arrow(rows)
+
+    def object_list(table: str) -> Callable[[], Iterator[pa.Table]]:
+        spec, _scope = S.OBJECT_TABLES[table]
+
+        def pages(api: PostHogClient, pid: int) -> Iterator[list[dict[str, Any]]]:
+            if table == "property_definitions":
+                for kind in S.PROPERTY_DEFINITION_TYPES:
+                    for page in api.walk(f"api/projects/{pid}/property_definitions/",
+                                         {"type": kind, "limit": int(page_size)}):
+                        yield [{**r, "project_id": pid, "definition_type": kind} for r in page]
+            elif table == "groups":
+                types = api.get(f"api/projects/{pid}/groups_types/")
+                for t in types if isinstance(types, list) else []:
+                    index = t.get("group_type_index")
+                    for page in api.walk(f"api/projects/{pid}/groups/", {"group_type_index": index}):
+                        yield [{**r, "project_id": pid, "group_type": t.get("group_type")} for r in page]
+            else:
+                path, extra = S.OBJECT_ENDPOINTS[table]
+                for page in api.walk(f"api/projects/{pid}/{path}", {**extra, "limit": int(page_size)}):
+                    yield [{**r, "project_id": pid} for r in page]
+
+        def load() -> Iterator[pa.Table]:
+            state = dlt.current.resource_state()
+            progress = ProgressLog(S.VENDOR, table)
+            with shared.use() as api:
+                projects, unreachable = catalog.get(api)
+                for project in projects:
+                    for page in pages(api, int(project["id"])):
+                        progress.update(len(page), len(page))
+                        if page:
+                            yield spec.to_arrow(page)
+                _note_unreachable(state, unreachable)
+            progress.done("full list")
+
+        load.__name__ = table
+        return load
+
+    resources: list[DltResource] = [
+        dlt.resource(events, name="events", primary_key="uuid", write_disposition="merge",
+                     columns=S.EVENTS.dlt_columns(), parallelized=True)(),
+        dlt.resource(event_summaries, name="event_summaries", primary_key=["project_id", "day", "event"],
+                     write_disposition="merge", columns=S.EVENT_SUMMARIES.dlt_columns(), parallelized=True)(),
+        dlt.resource(persons, name="persons", primary_key="uuid", write_disposition="merge",
+                     columns=S.PERSONS.dlt_columns(), parallelized=True)(),
+        dlt.resource(projects_resource, name="projects", primary_key="id", write_disposition="merge",
+                     columns=S.PROJECTS.dlt_columns(), parallelized=True)(),
+    ]
+    for table, (spec, _) in S.OBJECT_TABLES.items():
+        resources.append(
+            dlt.resource(object_list(table), name=table, primary_key=list(spec.primary_key),
+                         write_disposition="merge", columns=spec.dlt_columns(), parallelized=True)()
+        )
+    return resources
+
+
+def _person(row: dict[str, Any], pid: int) -> dict[str, Any]:
+    """Both documented person shapes: the code's (``id`` = the UUID string, ``is_identified``)
+    and the docs' (integer ``id``, ``last_seen_at``); the key is ``uuid`` in both."""
+    out = dict(row)
+    out["project_id"] = pid
+    if out.get("uuid") is None and isinstance(out.get("id"), str):
+        out["uuid"] = out["id"]
+    if out.get("id") is not None:
+        out["id"] = str(out["id"])
+    return out
+
+
+def _summary_task(api: PostHogClient, pid: int, a: int, b: int) -> Callable[[], Iterator[list[dict]]]:
+    return lambda: read_summary_day(api, pid, a, b)
+
+
+def _round_robin(groups: list[list[Any]]) -> list[list[Any]]:
+    """Items of several groups interleaved: [[a1, b1], [a2, b2], …]."""
+    out: list[list[Any]] = []
+    longest = max((len(g) for g in groups), default=0)
+    for i in range(longest):
+        out.append([g[i] for g in groups if i < len(g)])
+    return out
+
+
+def _minus(amount_us: int) -> Callable[[str], str]:
+    return lambda value: us_to_iso(iso_to_us(value) - amount_us)
+
+
+def _days_before(days: int) -> Callable[[str], str]:
+    import datetime as _dt
+
+    return lambda value: (_dt.date.fromisoformat(value) - _dt.timedelta(days=days)).isoformat()
+
+
+def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[list[dict[str, Any]]]:
+    for page in pages:
+        progress.update(len(page), len(page))
+        yield page
+
