@@ -49,7 +49,7 @@ def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
         ids = []
         for _ in range(n):
             cid = ws.new_client_id()
-            p = ws._generated_profile(cid)
+            p = dict(ws._make_profile(cid))
             p["lastActivityDate"] = iso_ms(now)
             ws.profiles_overlay[cid] = p
             ws.added_ids.append(cid)
