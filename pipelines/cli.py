@@ -37,6 +37,12 @@ DEMO_DATABASE = "cdp_demo.duckdb"
 DEMO_SCALE = 2000
 
 
+def default_dataset(vendor: str) -> str:
+    """``<vendor>_data``: not the vendor's name itself, because the default DuckDB file is
+    ``<vendor>.duckdb`` and DuckDB refuses a schema named like its database."""
+    return f"{vendor}_data"
+
+
 class CliFailure(Exception):
     def __init__(self, message: str, code: int = EXIT_FAILED):
         super().__init__(message)
@@ -178,7 +184,7 @@ def _print_summary(vendor: str, result: dict[str, Any]) -> None:
 @click.argument("vendor")
 @click.option("--resources", default=None, help="Comma-separated resources to load (default: all).")
 @click.option("--destination", default="duckdb", show_default=True, help="A dlt destination name.")
-@click.option("--dataset-name", default=None, help="Dataset (schema) name; default: the vendor.")
+@click.option("--dataset-name", default=None, help="Dataset (schema) name; default: <vendor>_data.")
 @click.option("--pipeline-name", default=None, help="Pipeline name (state, DuckDB file); default: the vendor.")
 @click.option("--full-refresh", is_flag=True, help="Drop this source's tables and state, then load everything.")
 @_debug_option
@@ -194,6 +200,16 @@ def run(
     """Load VENDOR into a destination (incrementally after the first run)."""
     try:
         v = _vendor(vendor)
+        pipeline_name = pipeline_name or vendor
+        dataset_name = dataset_name or default_dataset(vendor)
+        if destination == "duckdb" and dataset_name == pipeline_name:
+            # DuckDB names the attached database after its file, <pipeline_name>.duckdb; a schema of
+            # the same name makes every "<name>.<table>" reference ambiguous and the load fails
+            raise CliFailure(
+                f"--dataset-name {dataset_name!r} equals the pipeline name, which DuckDB refuses "
+                f"(database {pipeline_name}.duckdb); choose another dataset name",
+                EXIT_USAGE,
+            )
         source = v.load_source()()
         if resources:
             wanted = [r.strip() for r in resources.split(",") if r.strip()]
@@ -207,9 +223,9 @@ def run(
         result = _run_pipeline(
             v,
             source,
-            pipeline_name=pipeline_name or vendor,
+            pipeline_name=pipeline_name,
             destination=destination,
-            dataset_name=dataset_name or vendor,
+            dataset_name=dataset_name,
             full_refresh=full_refresh,
             destination_name=destination,
         )

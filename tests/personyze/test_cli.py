@@ -62,7 +62,7 @@ def test_run_state_and_check(emu, ctl, tmp_path):
     assert f"users {SCALE:>10,}".replace(" ", "") in result.stdout.replace(" ", "")
     assert (tmp_path / "personyze.duckdb").exists(), "default DuckDB file is <pipeline_name>.duckdb in the cwd"
     with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
-        assert_table_equals(con, "personyze", S.USERS, ctl.export("users"))
+        assert_table_equals(con, "personyze_data", S.USERS, ctl.export("users"))
 
     state = cdp_sync("state", "personyze", env=env, cwd=tmp_path)
     assert state.returncode == 0, state.stderr
@@ -96,6 +96,7 @@ def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
         (("run", "nosuchvendor"), {}, "unknown vendor"),
         (("run", "personyze"), {"SOURCES__PERSONYZE__BASE_URL": "http://127.0.0.1:9/rest"}, "HTTPS"),
         (("state", "personyze", "--pipeline-name", "never_ran"), {}, "no pipeline named"),
+        (("run", "personyze", "--dataset-name", "personyze"), {}, "DuckDB refuses"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
@@ -142,8 +143,8 @@ def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
     result = cdp_sync("run", "personyze", "--resources", "users,events", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
-        assert_table_equals(con, "personyze", S.USERS, ctl.export("users"))
-        assert_table_equals(con, "personyze", S.EVENTS, ctl.export("events"))
+        assert_table_equals(con, "personyze_data", S.USERS, ctl.export("users"))
+        assert_table_equals(con, "personyze_data", S.EVENTS, ctl.export("events"))
 
 
 def test_demo_loads_every_source(tmp_path):
