@@ -238,6 +238,36 @@ def tie_runs(n: int) -> list[tuple[int, int]]:
     return out
 
 
+class TieLayout:
+    """Where rows sit in time when tie runs share one timestamp: a run takes the time slot of
+    one row, so the rows after it continue at the next slot (no gap in the stream)."""
+
+    def __init__(self, n: int) -> None:
+        self.runs = tie_runs(n)
+        self.starts = [s for s, _ in self.runs]
+        cum = [0]
+        for _, size in self.runs:
+            cum.append(cum[-1] + size - 1)
+        self.cum = cum  # cum[j]: slots saved by runs before run j
+        self.slots = n - cum[-1]
+
+    def run_of(self, i: int) -> int:
+        j = bisect.bisect_right(self.starts, i) - 1
+        if j >= 0 and i < self.runs[j][0] + self.runs[j][1]:
+            return j
+        return -1
+
+    def slot(self, i: int) -> int:
+        """The time slot of row ``i`` (rows of one run share their first row's slot)."""
+        j = bisect.bisect_right(self.starts, i) - 1
+        if j < 0:
+            return i
+        start, size = self.runs[j]
+        if i < start + size:
+            return start - self.cum[j]
+        return i - self.cum[j + 1]
+
+
 # --------------------------------------------------------------------------- persons
 
 
@@ -253,9 +283,9 @@ class PersonStore:
         self.project_id = project_id
         self.n = n
         self.t0 = t0
-        self.step = max(2000, (t1 - t0) // max(1, n) // 1000 * 1000)
-        self.runs = tie_runs(n)
-        self._run_starts = [s for s, _ in self.runs]
+        self.layout = TieLayout(n)
+        self.runs = self.layout.runs
+        self.step = max(2000, (t1 - t0) // max(1, self.layout.slots) // 1000 * 1000)
         self.added: list[Person] = []
         self.modified: dict[int, dict[str, Any]] = {}
         self.deleted: list[int] = []  # sorted indices
@@ -265,15 +295,11 @@ class PersonStore:
 
     # -- generation ----------------------------------------------------------------------
 
-    def _run_of(self, i: int) -> int:
-        j = bisect.bisect_right(self._run_starts, i) - 1
-        if j >= 0 and i < self.runs[j][0] + self.runs[j][1]:
-            return j
-        return -1
-
     def _base_created(self, i: int) -> int:
-        r = mix64(self.seed ^ i)
-        return self.t0 + i * self.step + (r % (self.step // 1000)) * 1000
+        """``created_at`` of person ``i`` (``i`` is the first of its run, if it is in one)."""
+        e = self.layout.slot(i)
+        r = mix64(self.seed ^ e)
+        return self.t0 + e * self.step + (r % (self.step // 1000)) * 1000
 
     def _id_of(self, i: int) -> tuple[int, int]:
         r = mix64(self.seed ^ 0xABC ^ i)
@@ -285,7 +311,7 @@ class PersonStore:
         return sorted(self._id_of(start + m) for m in range(size))
 
     def _base_key(self, i: int) -> tuple[int, int, int]:
-        j = self._run_of(i)
+        j = self.layout.run_of(i)
         if j >= 0:
             start = self.runs[j][0]
             low, high = self._run_ids(j)[i - start]
@@ -508,25 +534,20 @@ class EventStore:
         self.n = n
         self.t0 = t0
         self.t1 = t1
-        self.step = max(2, (t1 - t0) // max(1, n))
+        self.layout = TieLayout(n)
+        self.runs = self.layout.runs
+        self.step = max(2, (t1 - t0) // max(1, self.layout.slots))
         self.persons = persons
         self.n_persons = max(1, persons.n)
-        self.runs = tie_runs(n)
-        self._run_starts = [s for s, _ in self.runs]
         self.keys = _Keys(self._base_key, n)
         self.overlay_keys: list[tuple[int, int, int]] = []
         self.overlay: dict[tuple[int, int, int], Event] = {}
         self.version = 0
         self.lock = threading.RLock()
 
-    def _run_of(self, i: int) -> int:
-        j = bisect.bisect_right(self._run_starts, i) - 1
-        if j >= 0 and i < self.runs[j][0] + self.runs[j][1]:
-            return j
-        return -1
-
     def _base_ts(self, i: int) -> int:
-        return self.t0 + i * self.step + mix64(self.seed ^ i) % self.step
+        e = self.layout.slot(i)
+        return self.t0 + e * self.step + mix64(self.seed ^ e) % self.step
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - bounded; one store per project
     def _run_ids(self, j: int) -> list[tuple[int, int]]:
@@ -539,13 +560,19 @@ class EventStore:
         return sorted(ids)
 
     def _base_key(self, i: int) -> tuple[int, int, int]:
-        j = self._run_of(i) if self.runs else -1
-        if j >= 0:
-            start = self.runs[j][0]
-            low, high = self._run_ids(j)[i - start]
-            return (self._base_ts(start), low, high)
-        r1 = mix64(self.seed ^ i)
-        ts = self.t0 + i * self.step + r1 % self.step
+        layout = self.layout
+        if layout.runs:
+            j = layout.run_of(i)
+            if j >= 0:
+                start = self.runs[j][0]
+                low, high = self._run_ids(j)[i - start]
+                return (self._base_ts(start), low, high)
+            e = layout.slot(i)
+        else:
+            e = i
+        re = mix64(self.seed ^ e)
+        ts = self.t0 + e * self.step + re % self.step
+        r1 = mix64(self.seed ^ 0x5EED ^ i)
         low, high = v7(ts // 1000, r1 >> 52, mix64(r1))
         return (ts, low, high)
 

@@ -28,10 +28,11 @@ def connect(tmp_path: Any, name: str = "test.duckdb") -> duckdb.DuckDBPyConnecti
 
 
 def queries(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The HogQL requests of a request log, with their parsed bodies (``body``) and project."""
+    """The HogQL requests of a request log, with their parsed bodies (``json``) and project;
+    requests still in flight (no body logged yet) are left out."""
     out = []
     for e in log:
-        if e["method"] == "POST" and e["path"].endswith("/query/"):
+        if e["method"] == "POST" and e["path"].endswith("/query/") and e.get("body"):
             body = orjson.loads(e["body"])
             out.append({**e, "json": body, "project": int(e["path"].split("/")[3])})
     return out
