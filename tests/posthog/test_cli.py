@@ -17,9 +17,8 @@ from .helpers import queries
 from .truth import assert_matches_emulator
 
 SCALE = 500
-#: the dataset is named explicitly: DuckDB refuses a schema named like its database file
-#: (posthog.duckdb + dataset posthog), which is the CLI's default naming today
-DATASET = ("--dataset-name", "ph")
+#: the CLI's default dataset (the DuckDB file is posthog.duckdb in the working directory)
+DATASET_NAME = "posthog_data"
 
 
 @pytest.fixture
@@ -52,14 +51,14 @@ def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -
 
 def test_run_state_and_check(emu, ctl, tmp_path):
     env = cli_env(emu, tmp_path)
-    result = cdp_sync("run", "posthog", "--resources", "events,event_summaries,persons,cohorts", *DATASET,
+    result = cdp_sync("run", "posthog", "--resources", "events,event_summaries,persons,cohorts",
                       env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "posthog:" in result.stdout and "requests" in result.stdout
     events = ctl.state()["tables"]["events"]
     assert f"events {events:>10,}".replace(" ", "") in result.stdout.replace(" ", "")
     with duckdb.connect(str(tmp_path / "posthog.duckdb"), read_only=True) as con:
-        assert_matches_emulator(con, "ph", ctl, "events", "event_summaries", "persons", "cohorts")
+        assert_matches_emulator(con, DATASET_NAME, ctl, "events", "event_summaries", "persons", "cohorts")
 
     state = cdp_sync("state", "posthog", env=env, cwd=tmp_path)
     assert state.returncode == 0, state.stderr
@@ -76,7 +75,7 @@ def test_run_state_and_check(emu, ctl, tmp_path):
 def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
     wrong = "phx_" + "7" * 40
     env = cli_env(emu, tmp_path, SOURCES__POSTHOG__API_KEY=wrong)
-    for args in (("run", "posthog", *DATASET), ("check", "posthog")):
+    for args in (("run", "posthog"), ("check", "posthog")):
         result = cdp_sync(*args, env=env, cwd=tmp_path)
         assert result.returncode == 1, result
         lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -95,7 +94,7 @@ def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
         (("run", "posthog"), {"SOURCES__POSTHOG__API_KEY": "phc_" + "a" * 40}, "project token"),
         (("run", "posthog"), {"SOURCES__POSTHOG__EVENTS_PAGE_SIZE": "60000"}, "events_page_size"),
         (("run", "posthog"), {"SOURCES__POSTHOG__START_DATE": "yesterday-ish"}, "start_date"),
-        (("run", "posthog", *DATASET), {"SOURCES__POSTHOG__PROJECT_IDS": "[4]"}, "project 4 does not exist"),
+        (("run", "posthog"), {"SOURCES__POSTHOG__PROJECT_IDS": "[4]"}, "project 4 does not exist"),
         (("state", "posthog", "--pipeline-name", "never_ran"), {}, "no pipeline named"),
     ],
 )
@@ -116,7 +115,7 @@ def test_sigkill_mid_run_then_rerun_is_exact(emu, ctl, tmp_path):
     ctl.configure(latency_ms=25)
     env = cli_env(emu, tmp_path, SOURCES__POSTHOG__EVENTS_PAGE_SIZE="150", SOURCES__POSTHOG__PERSONS_PAGE_SIZE="40")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", "posthog", "--resources", "events,persons", *DATASET],
+        [sys.executable, "-m", "pipelines.cli", "run", "posthog", "--resources", "events,persons"],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -137,10 +136,10 @@ def test_sigkill_mid_run_then_rerun_is_exact(emu, ctl, tmp_path):
     ctl.configure(latency_ms=0)
     ctl.mutate({"op": "add_events", "count": 30, "late_seconds": 60})
     ctl.mutate({"op": "modify_persons", "count": 10})
-    result = cdp_sync("run", "posthog", "--resources", "events,persons", *DATASET, env=env, cwd=tmp_path)
+    result = cdp_sync("run", "posthog", "--resources", "events,persons", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with duckdb.connect(str(tmp_path / "posthog.duckdb"), read_only=True) as con:
-        assert_matches_emulator(con, "ph", ctl, "events", "persons")
+        assert_matches_emulator(con, DATASET_NAME, ctl, "events", "persons")
 
 
 def test_demo_loads_posthog(tmp_path):
