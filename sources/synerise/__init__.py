@@ -777,9 +777,13 @@ def synerise_source(
     profile_columns["attributes"] = {"data_type": "json", "nullable": True}
     if not export_mode:
         profile_columns[S.MERGED_AWAY] = {"data_type": "bool", "nullable": True, "hard_delete": True}
+    # the walk loads each client_id once (repeats are dropped in `_profiles_v4`), so the merge can
+    # skip de-duplicating its staging table
     profiles_res = dlt.resource(
         profiles, name="profiles", primary_key="client_id", columns=profile_columns,
-        write_disposition="replace" if export_mode else "merge", parallelized=True,
+        write_disposition="replace" if export_mode else
+        {"disposition": "merge", "strategy": "delete-insert", "deduplicated": True},
+        parallelized=True,
     )()
     if profile_events_backfill:
         profile_events_res = dlt.transformer(
