@@ -33,7 +33,7 @@ def scan_files(root: Path, needles: list[bytes]) -> list[str]:
 
 
 def destination_states(db: Path) -> list[str]:
-    from dlt.common.storages.load_package import decompress_state
+    from dlt.common.versioned_state import decompress_state
 
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("select state from data._dlt_pipeline_state").fetchall()

@@ -20,8 +20,11 @@ UTC = dt.UTC
 
 
 def _expected(kind: str, v: Any) -> Any:
-    if v is None or v == "":
+    if v is None:
         return None
+    if v == "":
+        # an empty string is a value of a text column; elsewhere it means "no value"
+        return "" if kind == "text" else None
     if kind == "unix_s":
         return None if int(v) == 0 else dt.datetime.fromtimestamp(int(v), UTC)
     if kind == "datetime":
