@@ -636,7 +636,7 @@ def synerise_source(
                                                  workers=pe_workers):
                 cur = cursors[cid]
                 if page is None:
-                    cur.commit()
+                    cur.commit(mode="first walk" if cur.value is None else "incremental")
                     continue
                 keep = []
                 for e in page:

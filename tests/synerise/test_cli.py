@@ -29,15 +29,12 @@ def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-#: the DuckDB file is named after the pipeline; DuckDB 1.5 refuses a file (catalog) named like the
-#: dataset ("synerise"), so the tests name the pipeline explicitly
-PIPELINE = "synerise_cli"
-DB = f"{PIPELINE}.duckdb"
+#: the CLI's defaults: pipeline "synerise" (state, and the DuckDB file), dataset "synerise_data"
+DB = "synerise.duckdb"
+DATASET = "synerise_data"
 
 
 def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    if args[0] in ("run", "state") and "--pipeline-name" not in args:
-        args = (*args, "--pipeline-name", PIPELINE)
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -48,8 +45,8 @@ def test_run_state_and_check(emu, ctl, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "synerise:" in result.stdout and "requests" in result.stdout
     with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
-        assert_table_equals(con, "synerise", "profiles", ctl.export("profiles"))
-        assert_table_equals(con, "synerise", "tags", ctl.export("tags"))
+        assert_table_equals(con, DATASET, "profiles", ctl.export("profiles"))
+        assert_table_equals(con, DATASET, "tags", ctl.export("tags"))
     check = cdp_sync("check", "synerise", env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("synerise: ok, workspace ")
@@ -105,8 +102,7 @@ def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
     env = cli_env(emu, tmp_path, SOURCES__SYNERISE__PROFILES_PAGE_SIZE="10",
                   SOURCES__SYNERISE__PROFILE_EVENTS_BACKFILL="true", SOURCES__SYNERISE__PROFILE_EVENTS_WORKERS="2")
     resources = "profiles,events,profile_events"
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "synerise", "--resources", resources,
-                             "--pipeline-name", PIPELINE],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "synerise", "--resources", resources],
                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -133,7 +129,7 @@ def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
     events = ctl.export("events")
     live = {p["clientId"] for p in ctl.export("profiles")}
     with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
-        assert_table_equals(con, "synerise", "profiles", ctl.export("profiles"))
-        assert_table_equals(con, "synerise", "profile_events", [e for e in events if e["client"]["id"] in live])
-        loaded = {r[0] for r in con.execute("select event_uuid from synerise.events").fetchall()}
-        assert_table_equals(con, "synerise", "events", [e for e in events if e["eventUUID"] in loaded])
+        assert_table_equals(con, DATASET, "profiles", ctl.export("profiles"))
+        assert_table_equals(con, DATASET, "profile_events", [e for e in events if e["client"]["id"] in live])
+        loaded = {r[0] for r in con.execute(f"select event_uuid from {DATASET}.events").fetchall()}
+        assert_table_equals(con, DATASET, "events", [e for e in events if e["eventUUID"] in loaded])
