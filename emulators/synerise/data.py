@@ -16,6 +16,7 @@ Ties are generated on purpose (contract §8.7): besides natural collisions in th
 from __future__ import annotations
 
 import bisect
+import calendar
 import hashlib
 import heapq
 import random
@@ -239,7 +240,7 @@ class Workspace:
         i = (client_id - CLIENT_ID_BASE) // 3
         h = self._h(1, i)
         r = Bits(h)
-        anonymous = r.random() < 0.1
+        anonymous = self._anonymous(client_id)
         first, last = r.choice(FIRST), r.choice(LAST)
         city, province, country = r.choice(CITIES)
         attrs: dict[str, Any] = {}
@@ -247,7 +248,7 @@ class Workspace:
             if r.random() < 0.55:
                 attrs[name] = self._attr_value(name, r)
         tags = sorted(r.sample(TAG_NAMES, r.randint(0, 3)))
-        last_activity = self.clock.start_ms - r.randrange(180 * DAY_MS)
+        last_activity = self._last_activity(client_id)
         return {
             "clientId": client_id,
             "email": None if anonymous else f"{first}.{last}.{i}@example.com".lower(),
@@ -298,6 +299,27 @@ class Workspace:
         self.next_client_id += 3
         return cid
 
+    def _anonymous(self, client_id: int) -> bool:
+        """Whether a generated profile is anonymous (10 %): a hash, so segment rules and filters
+        can test it without generating the profile."""
+        return self._h(2, client_id) % 10 == 0
+
+    def _last_activity(self, client_id: int) -> int:
+        return self.clock.start_ms - self._h(3, client_id) % (180 * DAY_MS)
+
+    def _sort_key(self, client_id: int, field: str) -> Any:
+        """A profile's value of a sort field; ``lastActivityDate`` and ``anonymous`` of unchanged
+        profiles come from hashes (cheap at a million profiles), others from the profile."""
+        if field == "lastActivityDate":  # compared as epoch ms (same order as the ISO text)
+            if client_id not in self.profiles_overlay and self.is_generated(client_id):
+                return self._last_activity(client_id)
+            text = self.profile(client_id).get(field)
+            return None if text is None else calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")) * 1000
+        if client_id not in self.profiles_overlay and self.is_generated(client_id):
+            if field == "anonymous":
+                return self._anonymous(client_id)
+        return self.profile(client_id).get(field)
+
     def sorted_ids(self, sort_by: str, descending: bool) -> list[int]:
         """Live ids ordered by a profile field (nulls last), ties by clientId; cached per version."""
 
@@ -305,7 +327,7 @@ class Workspace:
             ids = self.live_ids()
             keyed = []
             for cid in ids:
-                v = self.profile(cid).get(sort_by)
+                v = self._sort_key(cid, sort_by)
                 keyed.append((v is None, (v or "") if isinstance(v, str) or v is None else v, cid))
             keyed.sort(reverse=False)
             out = [k[2] for k in keyed]
@@ -490,7 +512,7 @@ class Workspace:
                 if rule == 0:
                     member = True
                 elif rule == 1:
-                    member = not self.profile(cid).get("anonymous") and mix64(cid ^ self._salt) % 3 == 0
+                    member = not self._sort_key(cid, "anonymous") and mix64(cid ^ self._salt) % 3 == 0
                 else:
                     member = mix64(cid ^ self._salt ^ 5) % 5 == 0
                 if (member or cid in added) and cid not in removed:
@@ -617,6 +639,7 @@ class Workspace:
         # added events (mutations): sorted keys (time, seq) + rows
         self.added_keys: list[tuple[int, int]] = []
         self.added_rows: dict[int, dict[str, Any]] = {}
+        self.added_by_client: dict[int, list[int]] = {}
         self._added_seq = 0
         self._by_client: dict[int, list[int]] | None = None
 
@@ -689,7 +712,7 @@ class Workspace:
         """Every event of one profile (history + recent stream + added), ascending (time, eventUUID)."""
         out = self.history(client_id)
         out += [self._slot_event(s) for s in self.recent_slots_of(client_id)]
-        out += [ev for ev in self.added_rows.values() if ev["client"]["id"] == client_id] if self.added_rows else []
+        out += [self.added_rows[seq] for seq in self.added_by_client.get(client_id, ())]
         out.sort(key=lambda e: (e["time"], e["eventUUID"]))
         return out
 
@@ -719,6 +742,7 @@ class Workspace:
                     ev["action"] = {"name": a[0], "label": a[1], "description": a[2]}
         bisect.insort(self.added_keys, (t, seq))
         self.added_rows[seq] = ev
+        self.added_by_client.setdefault(client_id, []).append(seq)
         return ev
 
     def all_events(self) -> Iterator[dict[str, Any]]:
