@@ -161,9 +161,15 @@ def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
         if ws.segmentation(seg) is None:
             raise MutationError(f"no segmentation {seg}")
         members = ws.members(seg)
-        removed = [members[i] for i in _pick(rng, members, int(op.get("remove", 1)))]
-        outside = sorted(set(ws.live_ids()) - set(members))
-        added = [outside[i] for i in _pick(rng, outside, int(op.get("add", 1)))]
+        if "remove_ids" in op or "add_ids" in op:
+            removed = [int(c) for c in op.get("remove_ids", [])]
+            added = [int(c) for c in op.get("add_ids", [])]
+            if not all(ws.exists(c) for c in removed + added):
+                raise MutationError("every id must be a live profile")
+        else:
+            removed = [members[i] for i in _pick(rng, members, int(op.get("remove", 1)))]
+            outside = sorted(set(ws.live_ids()) - set(members))
+            added = [outside[i] for i in _pick(rng, outside, int(op.get("add", 1)))]
         ws.seg_removed[seg].update(removed)
         ws.seg_removed[seg].difference_update(added)
         ws.seg_added[seg].update(added)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
@@ -370,3 +371,37 @@ def test_bad_configuration_is_one_clear_error(emu, options, needle):
         synerise_source(**kwargs)
     err = root_error(bad.value)
     assert isinstance(err, ConfigurationError) and needle in str(err), str(err)
+
+
+def test_membership_changing_mid_walk_is_read_again_without_gaps(emu, ctl, make_pipeline, tmp_path):
+    import threading
+
+    seg = ctl.export("segmentations")[1]["uuid"]
+    before = [m["id"] for m in ctl.export("segmentation_members") if m["segmentation_uuid"] == seg]
+    # the second page waits a moment at the server; meanwhile three members of the first page leave,
+    # so every later offset shifts by three and the first pass skips three members
+    ctl.add_faults([{"path": f"^/crm/v1/segmentations/{seg}/clients", "actions": [{"pass": True},
+                                                                                  {"pass": True, "latency_ms": 1500}]}])
+
+    def churn_when_the_second_page_is_asked() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(1 for e in ctl.requests() if e["path"].startswith("/crm/")) >= 2:
+                ctl.mutate({"op": "churn_segmentation", "uuid": seg, "remove_ids": before[:3], "add_ids": []})
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=churn_when_the_second_page_is_asked)
+    watcher.start()
+    pipeline = make_pipeline()
+    try:
+        run(pipeline, source(emu, "segmentation_members", segmentation_uuids=[seg], crm_page_size=25))
+    finally:
+        watcher.join()
+    assert resource_state(pipeline, "segmentation_members")["segmentations"][seg]["passes"] == 2
+    after = {m["id"] for m in ctl.export("segmentation_members") if m["segmentation_uuid"] == seg}
+    with connect(tmp_path) as con:
+        loaded = [r[0] for r in con.execute("select id from data.segmentation_members").fetchall()]
+    assert len(loaded) == len(set(loaded)), "each member once"
+    assert after <= set(loaded), "no member that stayed is skipped"
+    assert set(loaded) - after == set(before[:3]), "only the members that left while it was read are extra"
