@@ -134,7 +134,7 @@ def event_row(e: dict[str, Any]) -> dict[str, Any]:
     agent = e.get("userAgent") or {}
     row = {
         "event_uuid": e.get("eventUUID"),
-        "time": e.get("time"),
+        "time": None if e.get("time") is None else int(e["time"]),  # ms; a string would not compare
         "action_name": action.get("name"),
         "action_label": action.get("label"),
         "action_description": action.get("description"),
