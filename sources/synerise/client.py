@@ -76,6 +76,7 @@ class WorkspaceAuth(httpx.Auth):
         self._margin = refresh_margin_s
         self._clock = clock
         self._lock = threading.Lock()
+        self._login_lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
         self.logins = 0
@@ -130,9 +131,16 @@ class WorkspaceAuth(httpx.Auth):
                 self._token = None
 
     def _login(self) -> Generator[httpx.Request, httpx.Response, str | None]:
-        started = self._clock()
-        response = yield self._login_request()
-        return self._accept(response, started)
+        """Log in, one thread at a time: threads that need a token while another logs in wait and
+        reuse its token (no stampede of logins when parallel resources start or a token expires).
+        The lock spans the login request only; the waiting threads hold no connection."""
+        with self._login_lock:
+            token = self._valid_token()
+            if token is not None:
+                return token
+            started = self._clock()
+            response = yield self._login_request()
+            return self._accept(response, started)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()

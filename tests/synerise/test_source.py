@@ -59,6 +59,8 @@ def test_first_run_equals_the_emulator_exactly(emu, ctl, make_pipeline, tmp_path
     log = ctl.requests()
     assert all(e["status"] == 200 for e in log), Counter((e["path"], e["status"]) for e in log)
     assert_within_limits(log)
+    logins = [e for e in log if e["path"] == "/uauth/v2/auth/login/profile"]
+    assert len(logins) == 1, "one token for the whole run, shared by the parallel resources"
     events = ctl.export("events")
     window = resource_state(pipeline, "events")["last_run"]
     lo, hi = window["window_from"], window["window_to"]
