@@ -255,6 +255,8 @@ class SyneriseBackend:
                                    content_type="A"), methods=["GET"]),
             Route("/v4/clients/tags", e(self._tags, family="B", permission="API_TAGS_CLIENT_READ", version=True),
                   methods=["GET"]),
+            Route("/v4/clients/{client_id:int}/tags", e(self._client_tags, family="B", permission="API_TAGS_READ",
+                                                        version=True), methods=["GET"]),
             Route("/v4/clients/{client_id:int}", e(self._client, permission="API_BY_ID_CLIENT_READ", version=True,
                                                    content_type="A"), methods=["GET"]),
             Route("/v4/clients/{kind}/{value}", e(self._client_by, permission="API_BY_IDENTIFIER_CLIENT_READ",
@@ -271,6 +273,10 @@ class SyneriseBackend:
                   methods=["GET"]),
             Route("/catalogs/bags/{catalog_id:int}/items", e(self._items, family="E",
                                                              permission="CATALOGS_CATALOG_READ"), methods=["GET"]),
+            Route("/crm/v1/list", e(self._crm_list, permission="CRM_LIST_CLIENT_READ"), methods=["GET"]),
+            Route("/tags-collector/tags", e(self._asset_tags, permission="TAGS_COLLECTOR_TAG_READ"), methods=["GET"]),
+            Route("/tags-collector/directories", e(self._tag_directories, permission="TAGS_COLLECTOR_DIRECTORY_READ"),
+                  methods=["GET"]),
             Route("/crm/v1/segmentations/{seg}/clients", e(self._segment_clients,
                                                            permission="CRM_LIST_FROM_SEGMENTATION_CLIENT_READ"),
                   methods=["GET"]),
@@ -416,6 +422,41 @@ class SyneriseBackend:
 
     def _tags(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
         return self.ws.tags
+
+    def _client_tags(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
+        cid = request.path_params["client_id"]
+        with self.ws.lock:
+            if not self.ws.exists(cid):
+                raise Problem(404, f"Client with id {cid} not found", "B", code="CLIENT_NOT_FOUND")
+            names = set(self.ws.profile(cid).get("tags") or [])
+        return [t for t in self.ws.tags if t["name"] in names]
+
+    def _asset_tags(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
+        """tags-collector: 0-based ``page``, ``size`` (default 10, 1..100),
+        ``pagination: {limit, page, pages, total}``."""
+        page = self._int(request, "page", 0, 0) or 0
+        size = self._int(request, "size", 10, 1, ANALYTICS_MAX_SIZE) or 10
+        rows = self.ws.asset_tags
+        return {"data": rows[page * size:(page + 1) * size],
+                "pagination": {"limit": size, "page": page, "pages": -(-len(rows) // size), "total": len(rows)}}
+
+    def _tag_directories(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
+        return self.ws.tag_directories
+
+    def _crm_list(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
+        """P4 ``/crm/v1/list``: every live profile in the CRM shape, offset/limit."""
+        offset = self._int(request, "offset", 0, 0) or 0
+        limit = self._int(request, "limit", 25, 1, CRM_MAX_LIMIT) or 25
+        recognized = (request.query_params.get("recognized") or "NONE").upper()
+        ws = self.ws
+        with ws.lock:
+            ids: Any = ws.live_ids()
+            if recognized in ("RECOGNIZED", "TRUE", "ANONYMOUS", "FALSE"):
+                want = recognized in ("ANONYMOUS", "FALSE")
+                ids = [c for c in ids if bool(ws._sort_key(c, "anonymous")) == want]
+            page = [ws.crm_profile(c) for c in ids[offset:offset + limit]]
+            return {"customers": page, "all": len(ws.live_ids()), "limit": limit, "offset": offset,
+                    "matching": len(ids)}
 
     # ------------------------------------------------------------------ events
 

@@ -166,6 +166,7 @@ class Workspace:
         self._mutations = 0
         # tags, catalogs, segmentations, analytics: small tables, generated now
         self.tags = [{"id": 300 + i, "name": n, "color": COLORS[i % len(COLORS)]} for i, n in enumerate(TAG_NAMES)]
+        self._make_asset_tags()
         self._make_catalogs()
         self._make_segmentations()
         self._make_analytics()
@@ -409,6 +410,29 @@ class Workspace:
             "deletedAt": None,
             "tags": list(p.get("tags") or []),
         }
+
+    # ------------------------------------------------------------------ asset tags (tags-collector)
+
+    def _make_asset_tags(self) -> None:
+        r = self.rng("asset-tags")
+        base = self.clock.start_ms
+        types = [{"createdAt": iso_ms_frac(base - (500 + k) * DAY_MS), "hash": uuid_from(self._salt ^ 131, k),
+                  "name": name} for k, name in enumerate(["promotion", "voucher"])]
+        self.tag_directories = [
+            {"createdAt": iso_ms_frac(base - (400 + k) * DAY_MS), "hash": uuid_from(self._salt ^ 132, k),
+             "name": name, "params": {}, "type": types[k % len(types)]}
+            for k, name in enumerate(["Summer", "Black Friday", "Loyalty"])
+        ]
+        self.asset_tags = []
+        for k in range(27):
+            directory = self.tag_directories[k % len(self.tag_directories)]
+            self.asset_tags.append({
+                "authorId": 12, "color": COLORS[k % len(COLORS)],
+                "createdAt": iso_ms_frac(base - r.randrange(1, 300) * DAY_MS),
+                "description": f"Asset tag {k}", "directory": {k2: v for k2, v in directory.items() if k2 != "params"},
+                "hash": uuid_from(self._salt ^ 133, k), "icon": r.choice(["star", "gift", "percent"]),
+                "priority": r.randint(0, 10), "value": f"{directory['name'].lower().replace(' ', '-')}-{k}",
+            })
 
     # ------------------------------------------------------------------ catalogs
 

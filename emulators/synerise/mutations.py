@@ -200,6 +200,8 @@ def export_table(b: SyneriseBackend, table: str) -> list[dict[str, Any]]:
             return sorted(out, key=lambda r: (r["bag"]["id"], r["itemKey"]))
         if table == "tags":
             return list(ws.tags)
+        if table == "asset_tags":
+            return sorted(ws.asset_tags, key=lambda t: t["hash"])
         if table == "segmentations":
             return [{"uuid": s["uuid"], "name": s["name"]} for s in ws.segmentations]
         if table == "segmentation_members":

@@ -11,6 +11,7 @@ Read this file and you know what is loaded (tables are named after resources):
 | catalogs             | id                            | merge                    | full snapshot |
 | catalog_items        | catalog_id, item_key          | merge (delete-insert per catalog) | full snapshot per catalog |
 | tags                 | id                            | replace                  | full snapshot |
+| asset_tags           | hash                          | replace                  | full snapshot (tags-collector, 0-based pages) |
 | segmentation_members | segmentation_uuid, id         | replace                  | configured segmentations |
 | expressions          | id                            | merge                    | full snapshot |
 | aggregates           | uuid                          | merge                    | full snapshot |
@@ -171,6 +172,20 @@ def item_row(item: dict[str, Any]) -> dict[str, Any]:
     }
     for key, v in item.items():
         if key not in ("bag", "itemKey", "id", "value", "creationDate"):
+            row[key] = v
+    return row
+
+
+def asset_tag_row(t: dict[str, Any]) -> dict[str, Any]:
+    directory = t.get("directory") or {}
+    row = {"hash": t.get("hash"), "value": t.get("value"), "description": t.get("description"),
+           "color": t.get("color"), "icon": t.get("icon"), "priority": t.get("priority"),
+           "author_id": t.get("authorId"), "created_at": iso_to_ms(t.get("createdAt")),
+           "directory_hash": directory.get("hash"), "directory_name": directory.get("name"),
+           "directory_type": (directory.get("type") or {}).get("name")}
+    for key, v in t.items():
+        if key not in ("hash", "value", "description", "color", "icon", "priority", "authorId", "createdAt",
+                       "directory"):
             row[key] = v
     return row
 
@@ -701,6 +716,12 @@ def synerise_source(
         progress.update(len(rows), len(rows))
         yield S.TAGS.to_arrow(rows)
 
+    def asset_tags() -> Iterator[pa.Table]:
+        progress = ProgressLog(S.VENDOR, "asset_tags")
+        with shared.use() as api:
+            pages = ([asset_tag_row(t) for t in p] for p in api.asset_tag_pages(S.DEFAULT_ASSET_TAGS_PAGE_SIZE))
+            yield from tables(S.ASSET_TAGS, pages, progress)
+
     # ---------------------------------------------------------------- segmentations
 
     def segmentation_members() -> Iterator[pa.Table]:
@@ -805,6 +826,8 @@ def synerise_source(
         dlt.resource(catalog_items, name="catalog_items", write_disposition="merge", merge_key="catalog_id",
                      parallelized=True, **hints(S.CATALOG_ITEMS))(),
         dlt.resource(tags, name="tags", write_disposition="replace", parallelized=True, **hints(S.TAGS))(),
+        dlt.resource(asset_tags, name="asset_tags", write_disposition="replace", parallelized=True,
+                     **hints(S.ASSET_TAGS))(),
         dlt.resource(segmentation_members, name="segmentation_members", write_disposition="replace",
                      parallelized=True, **hints(S.SEGMENTATION_MEMBERS))(),
         dlt.resource(definitions("expressions", S.EXPRESSIONS, expression_row), name="expressions",

@@ -290,6 +290,13 @@ class SyneriseClient:
             raise MalformedResponse("synerise tags answer is not a list", vendor=S.VENDOR, body=str(body)[:300])
         return body
 
+    def asset_tag_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
+        """``GET /tags-collector/tags``: 0-based ``page``/``size``, stops at ``pagination.pages``."""
+        request = Request("GET", "tags-collector/tags", params={"size": page_size})
+        paginator = PageNumberPaginator(page_param="page", base_page=0, page_size=page_size,
+                                        total_path="pagination.pages")
+        yield from self.http.paginate(request, paginator, data_selector=lambda b: lookup(b, "data"))
+
     # -- CRM segmentations ------------------------------------------------------------------------
 
     def segmentation_pages(self, segmentation_uuid: str, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:

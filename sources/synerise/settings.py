@@ -47,6 +47,7 @@ DEFAULT_PROFILE_EVENTS_PAGE_SIZE = 500
 DEFAULT_CATALOG_PAGE_SIZE = 500
 DEFAULT_CRM_PAGE_SIZE = 100
 DEFAULT_ANALYTICS_PAGE_SIZE = 100
+DEFAULT_ASSET_TAGS_PAGE_SIZE = 100
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_TOKEN_REFRESH_MARGIN_S = 300
 #: lifetime assumed for a token without ``exp``
@@ -126,6 +127,13 @@ CATALOG_ITEMS = TableSpec(
     primary_key=("catalog_id", "item_key"),
 )
 TAGS = TableSpec("tags", {"id": "int", "name": "text", "color": "text"}, primary_key=("id",))
+ASSET_TAGS = TableSpec(
+    "asset_tags",
+    {"hash": "text", "value": "text", "description": "text", "color": "text", "icon": "text", "priority": "int",
+     "author_id": "int", "created_at": "unix_ms", "directory_hash": "text", "directory_name": "text",
+     "directory_type": "text"},
+    primary_key=("hash",),
+)
 
 SEGMENTATION_MEMBERS = TableSpec(
     "segmentation_members",

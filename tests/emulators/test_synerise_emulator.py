@@ -336,3 +336,22 @@ def test_a_million_profiles_start_lazily_and_answer_cheaply():
     finally:
         server.stop()
     print(f"1,000,000 profiles built in {built:.1f} s")
+
+
+def test_tags_collector_crm_list_and_profile_tags(http, emu, ctl):
+    h = headers(login(http, emu.api_key))
+    first = http.get("/tags-collector/tags", headers=h).json()
+    assert first["pagination"] == {"limit": 10, "page": 0, "pages": 3, "total": 27}, "0-based, size 10 by default"
+    pages = [first] + [http.get("/tags-collector/tags", headers=h, params={"page": p}).json() for p in (1, 2)]
+    assert sorted(t["hash"] for pg in pages for t in pg["data"]) == [t["hash"] for t in ctl.export("asset_tags")]
+    assert http.get("/tags-collector/tags", headers=h, params={"page": 3}).json()["data"] == []
+    assert len(http.get("/tags-collector/directories", headers=h).json()) == 3
+    crm = http.get("/crm/v1/list", headers=h, params={"limit": 100, "offset": 390}).json()
+    assert crm["all"] == crm["matching"] == 400 and len(crm["customers"]) == 10 and crm["offset"] == 390
+    anonymous = http.get("/crm/v1/list", headers=h, params={"recognized": "ANONYMOUS", "limit": 100}).json()
+    assert anonymous["matching"] < 400 and all(c["email"] is None for c in anonymous["customers"])
+    who = next(p for p in ctl.export("profiles") if p["tags"])
+    tags = http.get(f"/v4/clients/{who['clientId']}/tags", headers=h).json()
+    assert sorted(t["name"] for t in tags) == sorted(who["tags"])
+    missing = http.get("/v4/clients/1/tags", headers=h)
+    assert missing.status_code == 404 and "errors" in missing.json(), "family B"

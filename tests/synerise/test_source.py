@@ -16,8 +16,8 @@ from sources.common.errors import AuthError, ConfigurationError, RequestRejected
 from .support import connect, events_in, resource_state, root_error, run, source
 from .truth import assert_table_equals
 
-SNAPSHOTS = ("profiles", "catalogs", "catalog_items", "tags", "expressions", "aggregates", "expression_summaries",
-             "aggregate_summaries")
+SNAPSHOTS = ("profiles", "catalogs", "catalog_items", "tags", "asset_tags", "expressions", "aggregates",
+             "expression_summaries", "aggregate_summaries")
 
 
 def configured(ctl: Any) -> dict[str, Any]:

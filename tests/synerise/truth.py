@@ -120,6 +120,9 @@ TABLES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], dict[str, An
     "aggregate_summaries": (("uuid",), expected_aggregate_summary),
     "analytics_values": (("client_id", "analytic_uuid"), expected_value),
     "tags": (("id",), lambda t: {"id": t["id"], "name": t["name"], "color": t["color"]}),
+    "asset_tags": (("hash",), lambda t: {"hash": t["hash"], "value": t["value"], "priority": t["priority"],
+                                         "created_at": ms(t["createdAt"]), "directory_name": t["directory"]["name"],
+                                         "directory_type": t["directory"]["type"]["name"]}),
 }
 
 
