@@ -383,7 +383,7 @@ def test_membership_changing_mid_walk_is_read_again_without_gaps(emu, ctl, make_
     # the second page waits a moment at the server; meanwhile three members of the first page leave,
     # so every later offset shifts by three and the first pass skips three members
     ctl.add_faults([{"path": f"^/crm/v1/segmentations/{seg}/clients", "actions": [{"pass": True},
-                                                                                  {"pass": True, "latency_ms": 1500}]}])
+                                                                                  {"pass": True, "latency_ms": 3000}]}])
 
     def churn_when_the_second_page_is_asked() -> None:
         deadline = time.monotonic() + 60
