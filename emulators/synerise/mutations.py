@@ -96,9 +96,14 @@ def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
             pairs.append({"into": target, "merged": source})
         ws.bump()
         return {"merges": pairs}
-    if name == "delete_profiles":
+    if name in ("delete_profiles", "delete_profiles_by_id"):
         live = ws.live_ids()
-        ids = [live[i] for i in _pick(rng, live, _count(op, 1))]
+        if name == "delete_profiles_by_id":
+            ids = [int(c) for c in op.get("client_ids") or []]
+            if not all(ws.exists(c) for c in ids):
+                raise MutationError("every client_id must be a live profile")
+        else:
+            ids = [live[i] for i in _pick(rng, live, _count(op, 1))]
         ws.deleted.update(ids)
         ws.bump()
         return {"client_ids": ids}
@@ -178,7 +183,7 @@ def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
     ws._mutations -= 1
     raise MutationError(
         f"unknown synerise operation {name!r}; known: advance_clock, expire_tokens, add_profiles, modify_profiles, "
-        "merge_profiles, delete_profiles, add_events, add_items, modify_items, delete_items, churn_segmentation"
+        "merge_profiles, delete_profiles, delete_profiles_by_id, add_events, add_items, modify_items, delete_items, churn_segmentation"
     )
 
 

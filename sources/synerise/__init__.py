@@ -549,9 +549,16 @@ def synerise_source(
                 yield from _profiles_v4(api, state, progress)
 
     def _profiles_v4(api: SyneriseClient, state: dict[str, Any], progress: ProgressLog) -> Iterator[pa.Table]:
+        """``/v4/clients`` pages by index over a live list: a profile added before the current
+        page repeats a row (loaded once), one deleted or merged away shifts the rest and skips a
+        row. The profile total (``/crm/v1/list``) is read before and after each pass: when it
+        moved during the pass, or fewer profiles were read than it says, one more pass picks up
+        the skipped ones (each profile is still loaded once)."""
         seen: set[int] = set()
         previous: set[int] = set()
         duplicates = 0
+        passes = 0
+        total: int | None = None
 
         def rows() -> Iterator[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
             nonlocal duplicates
@@ -570,8 +577,20 @@ def synerise_source(
                 if out:
                     yield out
 
-        for chunk in batched(rows(), batch):
-            yield profiles_table(chunk)
+        total = api.profile_count()
+        while True:
+            passes += 1
+            before = total
+            for chunk in batched(rows(), batch):
+                yield profiles_table(chunk)
+            total = api.profile_count()
+            if total is None or (total == before and len(seen) >= total) or passes >= 2:
+                break
+            progress_logger.info("synerise.profiles: %s profiles exist, %s were read (the list changed while it "
+                                 "was read); reading it again for the skipped ones", f"{total:,}", f"{len(seen):,}")
+        if total is not None and len(seen) < total:
+            progress_logger.warning("synerise.profiles: %s profiles exist but %s were read after two passes",
+                                    f"{total:,}", f"{len(seen):,}")
         # profiles merged into another are gone from the API: remove them from the destination once
         done = {int(x) for x in state.get("merged_away") or []}
         gone = sorted(previous - seen - done)
@@ -582,7 +601,7 @@ def synerise_source(
             state["merged_away"] = sorted(done | set(gone))
         state["last_run"] = {"finished_at": pendulum.now("UTC").to_iso8601_string(), "mode": "snapshot (/v4/clients)",
                              "rows_loaded": len(seen), "merged_away_removed": len(gone),
-                             "repeated_rows_skipped": duplicates}
+                             "repeated_rows_skipped": duplicates, "passes": passes, "profiles_reported": total}
         progress.done(f"snapshot, {len(gone)} merged-away removed")
 
     def _profiles_export(api: SyneriseClient, progress: ProgressLog) -> Iterator[Any]:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
-from sources.common.errors import ConfigurationError, MalformedResponse
+from sources.common.errors import AuthError, ConfigurationError, MalformedResponse
 from sources.common.http import HttpClient, Request, RetryPolicy
 from sources.common.paginators import (
     JSONResponseCursorPaginator,
@@ -224,6 +224,18 @@ class SyneriseClient:
         yield from self.http.paginate(
             request, PageNumberPaginator(page_param="pageIndex", base_page=1, page_size=page_size)
         )
+
+    def profile_count(self) -> int | None:
+        """The workspace's profile total (``all`` of ``GET /crm/v1/list?limit=1``), or ``None``
+        when the key may not read the CRM list (403)."""
+        try:
+            body = self.http.get_json("crm/v1/list", params={"limit": 1, "offset": 0})
+        except AuthError as exc:
+            if exc.status == 403:
+                return None
+            raise
+        total = body.get("all") if isinstance(body, dict) else None
+        return int(total) if isinstance(total, (int, float)) else None
 
     def create_export(self, segmentation_uuid: str, fields: list[str], expressions: list[str],
                       aggregates: list[str]) -> dict[str, Any]:

@@ -407,3 +407,35 @@ def test_membership_changing_mid_walk_is_read_again_without_gaps(emu, ctl, make_
     assert len(loaded) == len(set(loaded)), "each member once"
     assert after <= set(loaded), "no member that stayed is skipped"
     assert set(loaded) - after == set(before[:3]), "only the members that left while it was read are extra"
+
+
+def test_profiles_deleted_mid_walk_do_not_make_the_snapshot_skip_anyone(emu, ctl, make_pipeline, tmp_path):
+    import threading
+
+    everyone = [p["clientId"] for p in ctl.export("profiles")]
+    ctl.add_faults([{"path": "^/v4/clients\\?", "actions": [{"pass": True}, {"pass": True, "latency_ms": 3000}]}])
+
+    def merge_when_the_second_page_is_asked() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sum(1 for e in ctl.requests() if e["path"] == "/v4/clients") >= 2:
+                # profiles of the first page disappear: every later page shifts back
+                ctl.mutate({"op": "delete_profiles_by_id", "client_ids": everyone[:4]})
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=merge_when_the_second_page_is_asked)
+    watcher.start()
+    pipeline = make_pipeline()
+    try:
+        run(pipeline, source(emu, "profiles", profiles_page_size=50))
+    finally:
+        watcher.join()
+    assert resource_state(pipeline, "profiles")["last_run"]["passes"] == 2
+    live = {p["clientId"] for p in ctl.export("profiles")}
+    with connect(tmp_path) as con:
+        loaded = [r[0] for r in con.execute("select client_id from data.profiles").fetchall()]
+    assert len(loaded) == len(set(loaded))
+    assert live <= set(loaded), "no live profile is skipped"
+    # deleted outright: no tombstone in the API, so what was read before the delete stays (documented)
+    assert set(loaded) - live == set(everyone[:4])
