@@ -57,7 +57,7 @@ import threading
 import time
 import urllib.parse
 import uuid as _uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +104,8 @@ DEFAULT_RATES: dict[str, list[tuple[int, int]]] = {
 }
 LEGACY_QUERY_RATES = [(120, 3600)]
 TIMEZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata")
+#: cached query results kept (least recently stored dropped first), so memory stays bounded
+CACHE_ENTRIES = 64
 LEGACY_EVENTS_MAX_LIMIT = 1000
 LEGACY_EVENTS_MAX_OFFSET = 50_000
 REFRESH_MODES = ("blocking", "async", "force_blocking", "force_async", "force_cache", "lazy_async",
@@ -270,9 +272,10 @@ class PostHogBackend:
         self._in_flight: dict[int, int] = {}
         self.max_in_flight: dict[int, int] = {}
         self.concurrency_refusals = 0
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
         self._async: dict[str, AsyncQuery] = {}
         self._summary_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        self._table_cache: dict[int, dict[str, hogql.Table]] = {}
 
     # -- data ----------------------------------------------------------------------------
 
@@ -691,19 +694,28 @@ class PostHogBackend:
     # -- HogQL -------------------------------------------------------------------------------
 
     def _tables(self, project: Project) -> dict[str, hogql.Table]:
+        tables = self._table_cache.get(project.id)
+        if tables is None:
+            tables = self._table_cache[project.id] = self._make_tables(project)
+        return tables
+
+    def _make_tables(self, project: Project) -> dict[str, hogql.Table]:
         C = hogql.Column
         TS, U = hogql.TS, hogql.UUIDV
+        dumps = orjson.dumps
         ev = {
-            "uuid": C("uuid", "UUID", lambda e: U((e.low, e.high))),
-            "event": C("event", "String", lambda e: e.event),
-            "distinct_id": C("distinct_id", "String", lambda e: e.distinct_id),
-            "timestamp": C("timestamp", "DateTime64(6, 'UTC')", lambda e: TS(e.ts)),
-            "created_at": C("created_at", "DateTime64(6, 'UTC')", lambda e: TS(e.created_at)),
-            "person_id": C("person_id", "UUID", lambda e: U(e.person)),
-            "properties": C("properties", "String", lambda e: orjson.dumps(e.properties).decode()),
-            "elements_chain": C("elements_chain", "String", lambda e: e.elements_chain),
-            "$session_id": C("$session_id", "String", lambda e: e.session_id),
-            "$window_id": C("$window_id", "String", lambda e: ""),
+            "uuid": C("uuid", "UUID", lambda e: U((e.low, e.high)), lambda e, tz: uuid_str(e.low, e.high)),
+            "event": C("event", "String", lambda e: e.event, lambda e, tz: e.event),
+            "distinct_id": C("distinct_id", "String", lambda e: e.distinct_id, lambda e, tz: e.distinct_id),
+            "timestamp": C("timestamp", "DateTime64(6, 'UTC')", lambda e: TS(e.ts), lambda e, tz: iso_us(e.ts, tz)),
+            "created_at": C("created_at", "DateTime64(6, 'UTC')", lambda e: TS(e.created_at),
+                            lambda e, tz: iso_us(e.created_at, tz)),
+            "person_id": C("person_id", "UUID", lambda e: U(e.person), lambda e, tz: uuid_str(*e.person)),
+            "properties": C("properties", "String", lambda e: dumps(e.properties).decode(),
+                            lambda e, tz: dumps(e.properties).decode()),
+            "elements_chain": C("elements_chain", "String", lambda e: e.elements_chain, lambda e, tz: e.elements_chain),
+            "$session_id": C("$session_id", "String", lambda e: e.session_id, lambda e, tz: e.session_id),
+            "$window_id": C("$window_id", "String", lambda e: "", lambda e, tz: ""),
         }
         people = {
             "id": C("id", "UUID", lambda p: U((p.low, p.high))),
@@ -828,6 +840,9 @@ class PostHogBackend:
         }
         with self._lock:
             self._cache[cache_key] = (time.monotonic(), response)
+            self._cache.move_to_end(cache_key)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
         return response
 
     def _status(self, job: AsyncQuery) -> dict[str, Any]:

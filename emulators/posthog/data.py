@@ -320,10 +320,10 @@ class PersonStore:
         return (self._base_created(i), low, high)
 
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - bounded; one store per project
-    def person_ref(self, i: int) -> tuple[tuple[int, int], str]:
-        """(UUID as (low, high), the distinct id events use) of generated person ``i``."""
+    def person_ref(self, i: int) -> tuple[tuple[int, int], str, str | None]:
+        """(UUID as (low, high), anonymous distinct id, email if identified) of generated person ``i``."""
         _, low, high = self._base_key(i)
-        return (low, high), self.anon_id(i)
+        return (low, high), self.anon_id(i), self.email(i) if self.identified(i) else None
 
     def anon_id(self, i: int) -> str:
         return f"anon-{i:x}-{mix64(self.seed ^ 0xA0A0 ^ i) & 0xFFFFFF:06x}"
@@ -580,8 +580,8 @@ class EventStore:
         ts, low, high = key if key is not None else self._base_key(i)
         r = mix64(self.seed ^ 0x33 ^ i)
         k = r % self.n_persons
-        person, anon = self.persons.person_ref(k)
-        distinct = self.persons.email(k) if (r >> 20) & 1 and self.persons.identified(k) else anon
+        person, anon, email = self.persons.person_ref(k)
+        distinct = email if email is not None and (r >> 20) & 1 else anon
         name = pick_event(r >> 24)
         path = PATHS[(r >> 8) % len(PATHS)]
         props: dict[str, Any] = {

@@ -218,6 +218,8 @@ class Column:
     name: str
     ch_type: str
     get: Callable[[Any], Any]
+    #: the value as the JSON shows it, straight from the row (skips the typed value)
+    out: Callable[[Any, dt.tzinfo], Any] | None = None
 
 
 @dataclass
@@ -314,7 +316,7 @@ class Compiler:
 
     def const(self, node: exp.Expression) -> Any:
         """Evaluate an expression that references no column, or raise ``_NotConstant``."""
-        if any(isinstance(c, exp.Column) for c in node.find_all(exp.Column)):
+        if _has_column(node):
             raise _NotConstant
         fn = self.compile(node)
         return fn(None)
@@ -536,6 +538,19 @@ class Compiler:
 
 
 _MISSING = object()
+_COLUMN_MEMO: dict[int, tuple[exp.Expression, bool]] = {}
+
+
+def _has_column(node: exp.Expression) -> bool:
+    """Whether ``node`` references a column (memoised per node of the cached parse trees)."""
+    hit = _COLUMN_MEMO.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    found = next(node.find_all(exp.Column), None) is not None
+    if len(_COLUMN_MEMO) > 50_000:
+        _COLUMN_MEMO.clear()
+    _COLUMN_MEMO[id(node)] = (node, found)
+    return found
 
 
 # --------------------------------------------------------------------------- bounds
@@ -796,7 +811,13 @@ def _type_of(node: exp.Expression, table: Table) -> str:
 
 
 def parse(sql: str, values: dict[str, Any]) -> exp.Select:
-    bound = bind_placeholders(sql, values)
+    return _parse_bound(bind_placeholders(sql, values))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_bound(bound: str) -> exp.Select:
+    """Parsed once per distinct text (pages of one walk share it; only ``values`` change).
+    The compiler never mutates the tree."""
     try:
         statements = sqlglot.parse(bound, read="clickhouse")
     except sqlglot.errors.ParseError as e:
@@ -812,13 +833,13 @@ def parse(sql: str, values: dict[str, Any]) -> exp.Select:
         raise HogQLError(OFFSET_MESSAGE)
     if not isinstance(tree, exp.Select):
         raise HogQLError(f"Unsupported statement in this emulator: {type(tree).__name__}", "unsupported")
+    if tree.args.get("joins") or any(True for _ in tree.find_all(exp.Subquery)):
+        raise HogQLError("Joins and subqueries are not supported by this emulator", "unsupported")
     return tree
 
 
 def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Context) -> Result:
     tree = parse(sql, values)
-    if tree.args.get("joins") or any(isinstance(n, exp.Subquery) for n in tree.find_all(exp.Subquery)):
-        raise HogQLError("Joins and subqueries are not supported by this emulator", "unsupported")
     source = tree.args.get("from_") or tree.args.get("from")
     if source is None or not isinstance(source.this, exp.Table):
         raise HogQLError("A FROM events or FROM persons clause is required by this emulator", "unsupported")
@@ -870,15 +891,10 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
             raise QueryTimeout()
 
     group_node = tree.args.get("group")
-    is_aggregate = group_node is not None or any(
-        isinstance(n, (exp.Count, exp.Min, exp.Max, exp.Sum, exp.Avg, exp.ApproxDistinct))
-        or (isinstance(n, exp.Anonymous) and str(n.this).lower() in _AGG_NAMES)
-        for s in selects
-        for n in s.walk()
-    )
+    is_aggregate = group_node is not None or _has_aggregate(tree)
     names = [_select_name(s) for s in selects]
     types = [[name, _type_of(s, table)] for name, s in zip(names, selects, strict=True)]
-    hogql = tree.sql(dialect="clickhouse")
+    hogql = _normalized(tree)
 
     def rows_in_range(reverse: bool = False) -> Iterator[Any]:
         if reverse:
@@ -906,7 +922,7 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
         rows = _order_rows(comp, tree, names, selects, rows)
         fetched = rows[: limit + (0 if has_limit else 1)]
     else:
-        fns = [comp.compile(s) for s in selects]
+        fns = [_output_fn(comp, s) for s in selects]
         fetched = [] if bounds.empty else _select_rows(comp, tree, table, fns, names, rows_in_range,
                                                        limit + (0 if has_limit else 1))
     has_more: bool | None = None
@@ -914,8 +930,56 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
         has_more = len(fetched) > limit
         fetched = fetched[:limit]
     tz = ctx.tz
-    results = [[render(v, tz) for v in r] for r in fetched]
+    results = [[render(v, tz) for v in r] for r in fetched] if is_aggregate else fetched
     return Result(names, types, results, has_more, limit, hogql)
+
+
+def _output_fn(comp: Compiler, node: exp.Expression) -> Fn:
+    """A select item as its rendered JSON value: plain columns straight from the row."""
+    tz = comp.ctx.tz
+    inner = _unparen(node.this if isinstance(node, exp.Alias) else node)
+    if isinstance(inner, exp.Column) and not inner.table:
+        col = comp.table.columns.get(inner.name)
+        if col is not None and col.out is not None:
+            out = col.out
+            return lambda row: out(row, tz)
+    fn = comp.compile(node)
+    return lambda row: render(fn(row), tz)
+
+
+_NORMALIZED: dict[int, tuple[exp.Select, str]] = {}
+
+
+def _normalized(tree: exp.Select) -> str:
+    """The normalised HogQL text of a (cached, shared) parsed tree; rendering copies the tree, so
+    it is done once per tree."""
+    hit = _NORMALIZED.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    text = tree.sql(dialect="clickhouse")
+    if len(_NORMALIZED) > 512:
+        _NORMALIZED.clear()
+    _NORMALIZED[id(tree)] = (tree, text)
+    return text
+
+
+_AGG_MEMO: dict[int, tuple[exp.Select, bool]] = {}
+
+
+def _has_aggregate(tree: exp.Select) -> bool:
+    hit = _AGG_MEMO.get(id(tree))
+    if hit is not None and hit[0] is tree:
+        return hit[1]
+    found = any(
+        isinstance(n, (exp.Count, exp.Min, exp.Max, exp.Sum, exp.Avg, exp.ApproxDistinct))
+        or (isinstance(n, exp.Anonymous) and str(n.this).lower() in _AGG_NAMES)
+        for s in tree.expressions
+        for n in s.walk()
+    )
+    if len(_AGG_MEMO) > 512:
+        _AGG_MEMO.clear()
+    _AGG_MEMO[id(tree)] = (tree, found)
+    return found
 
 
 def _order_spec(tree: exp.Select) -> list[tuple[exp.Expression, bool]]:

@@ -42,7 +42,7 @@ from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
 
 from . import settings as S
-from .client import PostHogClient, iso_to_us, parse_start, project_days, us_to_iso, windows
+from .client import PostHogClient, cursor_text, iso_to_us, parse_start, project_days, us_to_iso, windows
 
 __all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day"]
 
@@ -285,7 +285,7 @@ def posthog_source(
                     keep = []
                     cur = cursors[page[0]["project_id"]][0]
                     for row in page:
-                        if cur.admit(str(row["uuid"]), us_to_iso(iso_to_us(row["timestamp"])), row):
+                        if cur.admit(str(row["uuid"]), cursor_text(str(row["timestamp"])), row):
                             keep.append(row)
                     progress.update(len(page), len(keep))
                     if keep:

@@ -78,7 +78,17 @@ def retry_hint(response: httpx.Response) -> float | None:
 
 def us_to_iso(us: int) -> str:
     """Microseconds since the epoch as fixed-width ISO 8601 UTC (sorts as text)."""
-    return (EPOCH + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    d = EPOCH + dt.timedelta(microseconds=us)
+    return (f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}."
+            f"{d.microsecond:06d}Z")
+
+
+def cursor_text(timestamp: str) -> str:
+    """A row's ``timestamp`` (ISO 8601, any offset) as the fixed-width UTC text of
+    :func:`us_to_iso`; UTC values with microseconds are rewritten without parsing."""
+    if len(timestamp) == 32 and timestamp.endswith("+00:00") and timestamp[10] == "T":
+        return timestamp[:26] + "Z"
+    return us_to_iso(iso_to_us(timestamp))
 
 
 def iso_to_us(text: str) -> int:
@@ -255,15 +265,16 @@ class PostHogClient:
                 values["last_ts"], values["last_uuid"] = position
             sql = EVENTS_SQL.replace("{keyset}", keyset).replace("{limit}", str(int(page_size)))
             data = self.query(project_id, sql, dict(values), "cdp_sync_events")
+            missing = [c for c in EVENT_COLUMNS if c not in data["columns"]]
+            if missing:
+                raise MalformedResponse(f"posthog events query returned no {', '.join(missing)}", vendor=VENDOR)
             page = self.rows(data)
             applied = int(data.get("limit") or page_size)
+            loads = orjson.loads
             for row in page:
-                missing = [c for c in EVENT_COLUMNS if c not in row]
-                if missing:
-                    raise MalformedResponse(f"posthog events rows lack {', '.join(missing)}", vendor=VENDOR)
-                props = row.get("properties")
+                props = row["properties"]
                 if isinstance(props, str):
-                    row["properties"] = orjson.loads(props) if props else None
+                    row["properties"] = loads(props) if props else None
                 row["project_id"] = project_id
             if page:
                 last = (str(page[-1]["timestamp"]), str(page[-1]["uuid"]))
@@ -368,4 +379,5 @@ def parse_start(value: Any) -> int:
     return _pendulum_us(parsed)
 
 
-__all__ = ["PostHogClient", "retry_hint", "windows", "project_days", "us_to_iso", "iso_to_us", "parse_start"]
+__all__ = ["PostHogClient", "retry_hint", "windows", "project_days", "us_to_iso", "iso_to_us", "parse_start",
+           "cursor_text"]

@@ -1,0 +1,148 @@
+"""PostHog benchmark jobs: cdp-sync's backfill of ``events`` for one project, and the floor.
+
+Both read the project's first (largest) event stream through HogQL, in the same one-day windows
+and the same pages (``ORDER BY timestamp, uuid LIMIT n`` with the ``(timestamp, uuid)`` keyset).
+The floor is what a bare script would do: one sequential walk with httpx, each page turned into an
+Arrow table (every column as text: no type work, so the floor is generous) and inserted into
+DuckDB. cdp-sync types every column, fingerprints the rows of the lookback window, keeps state,
+and reads up to ``workers`` windows at once (PostHog allows three queries per project).
+
+``POSTHOG_BENCH_PAGE_SIZE`` sets the rows per query for both (default 10,000, the source's
+default). The emulator's rate limits are switched off through its control plane before each job:
+the figures measure throughput, not PostHog's 240 queries a minute (which the source honours by
+waiting, see ``sources/posthog/README.md``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESOURCES = ("events",)
+DEFAULT_WORKERS = 3
+#: what ``--sequential`` times with one worker against ``--workers`` (concurrent day windows)
+CONCURRENT_RESOURCES = ("events",)
+
+DAY_US = 86_400 * 1_000_000
+
+
+def _page_size() -> int:
+    return int(os.environ.get("POSTHOG_BENCH_PAGE_SIZE", "10000"))
+
+
+def _prepare(info: dict[str, Any]) -> int:
+    """Switch the emulator's rate limits off; return the first project's id."""
+    import httpx
+
+    from emulators.common.control import ControlClient
+
+    with ControlClient(info["base_url"], info["ca_file"]) as ctl:
+        ctl.configure(rate_limits=False)
+    r = httpx.get(info["base_url"] + "/api/projects/", headers={"Authorization": f"Bearer {info['api_key']}"},
+                  verify=info["ca_file"], timeout=60)
+    r.raise_for_status()
+    return int(r.json()["results"][0]["id"])
+
+
+def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
+    import dlt
+
+    from sources.common.progress import requests_made
+    from sources.posthog import posthog_source
+
+    pid = _prepare(info)
+    with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
+        pipeline = dlt.pipeline(
+            pipeline_name="bench_posthog",
+            destination=dlt.destinations.duckdb(str(Path(tmp) / "bench.duckdb")),
+            dataset_name="posthog_data",
+            pipelines_dir=str(Path(tmp) / "pipelines"),
+        )
+        source = posthog_source(
+            api_key=info["api_key"], base_url=info["base_url"], project_ids=[pid],
+            query_concurrency=max(1, min(workers, 3)), events_page_size=_page_size(),
+        ).with_resources(*resources)
+        started = time.perf_counter()
+        load_info = pipeline.run(source, loader_file_format="parquet")
+        seconds = time.perf_counter() - started
+        load_info.raise_on_failed_jobs()
+        counts = pipeline.last_trace.last_normalize_info.row_counts
+        rows = sum(n for t, n in counts.items() if t in resources)
+    return {"rows": rows, "requests": requests_made("posthog"), "seconds": seconds}
+
+
+SQL = (
+    "SELECT uuid, event, distinct_id, timestamp, created_at, person_id, `$session_id` AS session_id, "
+    "elements_chain, properties FROM events WHERE timestamp >= toDateTime({start}) AND timestamp < toDateTime({end})"
+    "{keyset} ORDER BY timestamp, uuid LIMIT {limit}"
+)
+KEYSET = " AND (timestamp > toDateTime({last_ts}) OR (timestamp = toDateTime({last_ts}) AND uuid > toUUID({last_uuid})))"
+
+
+def _iso(us: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
+    import duckdb
+    import httpx
+    import orjson
+    import pyarrow as pa
+
+    pid = _prepare(info)
+    page_size = _page_size()
+    client = httpx.Client(base_url=info["base_url"], headers={"Authorization": f"Bearer {info['api_key']}"},
+                          verify=ssl.create_default_context(cafile=info["ca_file"]), timeout=120)
+    requests = rows_total = 0
+
+    def query(sql: str, values: dict[str, Any]) -> dict[str, Any]:
+        nonlocal requests
+        body = {"query": {"kind": "HogQLQuery", "query": sql, "values": values}, "refresh": "force_blocking"}
+        r = client.post(f"/api/projects/{pid}/query/", content=orjson.dumps(body),
+                        headers={"Content-Type": "application/json"})
+        r.raise_for_status()
+        requests += 1
+        return orjson.loads(r.content)
+
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        con = duckdb.connect(str(Path(tmp) / "floor.duckdb"))
+        started = time.perf_counter()
+        first = query("SELECT min(timestamp) AS first FROM events", {})["results"][0][0]
+        start = int(dt.datetime.fromisoformat(first).timestamp() * 1_000_000)
+        now = int(time.time() * 1_000_000)
+        created = False
+        a = start
+        while a < now:
+            b = min(now, (a // DAY_US + 1) * DAY_US)
+            position = None
+            while True:
+                values: dict[str, Any] = {"start": _iso(a), "end": _iso(b)}
+                keyset = ""
+                if position:
+                    keyset = KEYSET
+                    values["last_ts"], values["last_uuid"] = position
+                data = query(SQL.replace("{keyset}", keyset).replace("{limit}", str(page_size)), values)
+                results = data["results"]
+                if results:
+                    columns = data["columns"]
+                    arrow = pa.table({c: pa.array([None if r[i] is None else str(r[i]) for r in results],
+                                                  type=pa.string()) for i, c in enumerate(columns)})
+                    con.register("page", arrow)
+                    con.execute("create table events as select * from page" if not created
+                                else "insert into events select * from page")
+                    con.unregister("page")
+                    created = True
+                    rows_total += len(results)
+                if len(results) < page_size:
+                    break
+                position = (results[-1][3], results[-1][0])
+            a = b
+        seconds = time.perf_counter() - started
+        con.close()
+    client.close()
+    return {"rows": rows_total, "requests": requests, "seconds": seconds}
