@@ -257,3 +257,21 @@ def test_configured_projects_only(emu, ctl, make_pipeline, tmp_path):
         names = {(t["project_id"], t["group_type_index"]): t["group_type"] for t in ctl.export("group_types")}
         assert_table_equals(con, "data", S.GROUPS,
                             [{**g, "group_type": names[(second, g["group_type_index"])]} for g in groups])
+
+
+def test_a_long_backfill_in_bounded_runs_commits_progress_and_ends_exact(emu, ctl, make_pipeline, tmp_path):
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(days=9)).replace(microsecond=0)
+    pipeline = make_pipeline()
+    cursors, runs = [], 0
+    while runs < 10:
+        run(pipeline, source(emu, "events", start_date=start.isoformat(), events_max_windows=3))
+        runs += 1
+        per_project = resource_state(pipeline, "events")["projects"]
+        cursors.append(min(st["cursor"] for st in per_project.values()))
+        if not any("first" in st["last_run"]["mode"] for st in per_project.values()):
+            break
+    assert 3 <= runs < 10 and cursors == sorted(cursors), "each bounded run moved the cursor forward"
+    with connect(tmp_path) as con:
+        loaded = con.execute("select count(*), count(distinct uuid) from data.events").fetchone()
+    expected = [e for e in ctl.export("events") if dt.datetime.fromisoformat(e["timestamp"]) >= start]
+    assert loaded == (len(expected), len(expected))
