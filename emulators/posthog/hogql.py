@@ -811,7 +811,13 @@ def _type_of(node: exp.Expression, table: Table) -> str:
 
 
 def parse(sql: str, values: dict[str, Any]) -> exp.Select:
-    return _parse_bound(bind_placeholders(sql, values))
+    return _parse_bound(_bind_cached(sql, tuple(sorted(values))))
+
+
+@functools.lru_cache(maxsize=256)
+def _bind_cached(sql: str, names: tuple[str, ...]) -> str:
+    """:func:`bind_placeholders` depends on the text and the names of the values only."""
+    return bind_placeholders(sql, dict.fromkeys(names))
 
 
 @functools.lru_cache(maxsize=256)
