@@ -49,9 +49,13 @@ class LookbackCursor:
     returns the value ``lookback`` before ``v`` in the cursor's own units (seconds, ids, days).
     """
 
-    def __init__(self, state: dict[str, Any], behind: Callable[[Any], Any]):
+    def __init__(self, state: dict[str, Any], behind: Callable[[Any], Any], max_seen: int | None = None):
+        """``max_seen`` (optional) bounds the fingerprints kept in state: when the lookback window
+        holds more rows, none are kept and the next run loads the window again (the destination
+        merges it), so state stays small for very busy sources."""
         self._state = state
         self._behind = behind
+        self._max_seen = max_seen
         self._seen: dict[str, str] = dict(state.get("seen") or {})
         self._observed: dict[str, tuple[Any, str]] = {}
         self._max: Any = None
@@ -114,6 +118,9 @@ class LookbackCursor:
         # old window, which the new one never precedes), so the observed rows are the whole window
         low = self._behind(new_cursor)
         seen = {k: fp for k, (cv, fp) in self._observed.items() if cv >= low}
+        if self._max_seen is not None and len(seen) > self._max_seen:
+            run_info = {**run_info, "fingerprints_dropped": len(seen)}
+            seen = {}
         self._state["cursor"] = new_cursor
         self._state["seen"] = seen
         self._state["last_run"] = _run_info(run_info, self)
