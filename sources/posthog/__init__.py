@@ -80,9 +80,11 @@ def read_events_window(api: PostHogClient, project_id: int, start_us: int, end_u
     yield from concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}")
 
 
-def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day_end_us: int) -> Iterator[list[dict]]:
-    """The daily counts of one project day ``[start, end)``; no state is read or written."""
-    yield from api.summaries_window(project_id, day_start_us, day_end_us)
+def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day_end_us: int, *,
+                     day: str | None = None) -> Iterator[list[dict]]:
+    """The daily counts of one project day ``[start, end)`` (``day``: the date PostHog must
+    report for it); no state is read or written."""
+    yield from api.summaries_window(project_id, day_start_us, day_end_us, day=day)
 
 
 def _window_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int) -> Callable[[], Iterator[list[dict]]]:
@@ -99,6 +101,17 @@ class _Projects:
         self.configured = configured
         self._lock = threading.Lock()
         self._resolved: tuple[list[dict[str, Any]], dict[str, str]] | None = None
+        self._first: dict[int, int | None] = {}
+
+    def first_event(self, api: PostHogClient, pid: int) -> int | None:
+        """The project's first event (microseconds), asked once per run."""
+        with self._lock:
+            if pid in self._first:
+                return self._first[pid]
+        _, first = api.event_bounds(pid)
+        with self._lock:
+            self._first[pid] = first
+        return first
 
     def get(self, api: PostHogClient) -> tuple[list[dict[str, Any]], dict[str, str]]:
         with self._lock:
@@ -177,6 +190,7 @@ def posthog_source(
     events_page_size: int = S.DEFAULT_EVENTS_PAGE_SIZE,
     events_window_hours: int = S.MAX_WINDOW_HOURS,
     events_max_windows: int | None = None,
+    events_max_fingerprints: int = S.DEFAULT_MAX_FINGERPRINTS,
     query_concurrency: int = S.MAX_QUERY_CONCURRENCY,
     summary_days: int = S.DEFAULT_SUMMARY_DAYS,
     persons_page_size: int = S.DEFAULT_PERSONS_PAGE_SIZE,
@@ -204,6 +218,8 @@ def posthog_source(
             project does not fit PostHog's 10-second query budget.
         events_max_windows: at most this many windows per project per run (a long backfill then
             commits its progress run by run); default: no limit.
+        events_max_fingerprints: fingerprints of lookback-window events kept in state per project;
+            a busier window keeps none and is merged again on the next run (state stays small).
         query_concurrency: HogQL queries in flight per project (1..3, PostHog's limit).
         summary_days: trailing days ``event_summaries`` re-reads each run (today included).
         persons_page_size: persons per request.
@@ -221,6 +237,7 @@ def posthog_source(
     _check("batch_rows", batch_rows, 1)
     if events_max_windows is not None:
         _check("events_max_windows", events_max_windows, 1)
+    _check("events_max_fingerprints", events_max_fingerprints, 0)
     start_us = parse_start(start_date) if start_date not in (None, "") else None
     configured = _project_ids(project_ids)
     lookback_us = int(events_lookback_seconds) * US
@@ -238,10 +255,7 @@ def posthog_source(
     catalog = _Projects(configured)
 
     def project_start(api: PostHogClient, pid: int) -> int | None:
-        if start_us is not None:
-            return start_us
-        _, first = api.event_bounds(pid)
-        return first
+        return start_us if start_us is not None else catalog.first_event(api, pid)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -257,7 +271,8 @@ def posthog_source(
             tasks_by_project: list[list[Callable[[], Iterator[list[dict]]]]] = []
             for project in projects:
                 pid = int(project["id"])
-                cur = LookbackCursor(per_project.setdefault(str(pid), {}), _minus(lookback_us))
+                cur = LookbackCursor(per_project.setdefault(str(pid), {}), _minus(lookback_us),
+                                     max_seen=int(events_max_fingerprints))
                 if cur.value is None:
                     start = project_start(api, pid)
                     mode = "backfill"
@@ -271,7 +286,10 @@ def posthog_source(
                 if events_max_windows is not None and len(planned) > int(events_max_windows):
                     planned = planned[: int(events_max_windows)]
                     mode += f" (first {len(planned)} windows)"
-                end = planned[-1][1] if planned else now_us
+                if not planned:  # nothing to read yet (a start in the future): the cursor stays put
+                    cursors[pid] = (cur, None, mode, 0)
+                    continue
+                end = planned[-1][1]
                 cur.set_floor(us_to_iso(end))
                 cursors[pid] = (cur, end, mode, len(planned))
                 tasks_by_project.append([_window_task(api, pid, a, b, int(events_page_size)) for a, b in planned])
@@ -323,9 +341,9 @@ def posthog_source(
                 cur.set_floor(today)
                 plans.append((pid, cur, mode, days))
             tasks = [
-                _summary_task(api, pid, a, b)
-                for group in _round_robin([[(pid, a, b) for _, a, b in days] for pid, _, _, days in plans])
-                for pid, a, b in group
+                _summary_task(api, pid, day, a, b)
+                for group in _round_robin([[(pid, d, a, b) for d, a, b in days] for pid, _, _, days in plans])
+                for pid, day, a, b in group
             ]
             newest = {pid: (days[-1][0] if days else None) for pid, _, _, days in plans}
             workers = min(int(query_concurrency) * max(1, len(plans)), 8)
@@ -435,8 +453,8 @@ def _person(row: dict[str, Any], pid: int) -> dict[str, Any]:
     return out
 
 
-def _summary_task(api: PostHogClient, pid: int, a: int, b: int) -> Callable[[], Iterator[list[dict]]]:
-    return lambda: read_summary_day(api, pid, a, b)
+def _summary_task(api: PostHogClient, pid: int, day: str, a: int, b: int) -> Callable[[], Iterator[list[dict]]]:
+    return lambda: read_summary_day(api, pid, a, b, day=day)
 
 
 def _round_robin(groups: list[list[Any]]) -> list[list[Any]]:

@@ -286,10 +286,12 @@ class PostHogClient:
             position = last
 
     def summaries_window(self, project_id: int, start_us: int, end_us: int,
-                         page_size: int = MAX_QUERY_ROWS) -> Iterator[list[dict[str, Any]]]:
-        """Daily counts per event (events, distinct persons) for ``[start, end)``; days are the
-        project's calendar days (HogQL's ``toDate`` in the project time zone). More groups than one
-        query returns are paged by event name."""
+                         page_size: int = MAX_QUERY_ROWS, *, day: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        """Daily counts per event (events, distinct persons) for ``[start, end)``: one project day
+        (HogQL's ``toDate`` in the project time zone). More groups than one query returns are paged
+        by event name. ``day``, when given, is checked against every row: a row of another day
+        means PostHog's time zone for the project is not the one its settings show, and the counts
+        would be split across windows, so the run stops rather than load partial counts."""
         values: dict[str, Any] = {"start": us_to_iso(start_us), "end": us_to_iso(end_us)}
         after: str | None = None
         while True:
@@ -302,6 +304,12 @@ class PostHogClient:
             page = self.rows(data)
             for row in page:
                 row["project_id"] = project_id
+                if day is not None and str(row.get("day")) != day:
+                    raise MalformedResponse(
+                        f"posthog counted events of {row.get('day')} in the window of {day} (project {project_id}): "
+                        "the project's time zone changed or differs from its settings; rerun to re-plan the days",
+                        vendor=VENDOR,
+                    )
             if page:
                 yield page
             applied = int(data.get("limit") or page_size)

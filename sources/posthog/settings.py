@@ -29,6 +29,8 @@ DEFAULT_SUMMARY_DAYS = 3
 DEFAULT_PERSONS_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_BATCH_ROWS = 10_000
+#: fingerprints of lookback-window events kept in state per project (beyond: none, re-merge)
+DEFAULT_MAX_FINGERPRINTS = 100_000
 
 #: the object lists loaded as tables: (table, path below /api/projects/{id}/, extra parameters)
 OBJECT_ENDPOINTS: dict[str, tuple[str, dict[str, str]]] = {

@@ -276,3 +276,30 @@ def test_a_long_backfill_in_bounded_runs_commits_progress_and_ends_exact(emu, ct
         loaded = con.execute("select count(*), count(distinct uuid) from data.events").fetchone()
     expected = [e for e in ctl.export("events") if dt.datetime.fromisoformat(e["timestamp"]) >= start]
     assert loaded == (len(expected), len(expected))
+
+
+def test_without_fingerprints_the_lookback_window_merges_again_exactly(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "events", events_max_fingerprints=0))
+    per_project = resource_state(pipeline, "events")["projects"]
+    assert all(st["seen"] == {} for st in per_project.values())
+    counts = run(pipeline, source(emu, "events", events_max_fingerprints=0))
+    assert counts["events"] > 0, "the last hour is loaded again"
+    with connect(tmp_path) as con:
+        assert_matches_emulator(con, "data", ctl, "events")
+
+
+def test_a_summary_row_of_another_day_stops_the_run(emu):
+    from sources.common.errors import MalformedResponse
+    from sources.posthog import PostHogClient
+    from sources.posthog.client import project_days
+
+    api = PostHogClient(emu.api_key, emu.base_url)
+    try:
+        project = api.projects()[0]
+        day, start, end = project_days(emu.backend.now() - 86_400 * 10**6, emu.backend.now(), project["timezone"])[0]
+        assert list(api.summaries_window(project["id"], start, end, day=day)), "the day has events"
+        with pytest.raises(MalformedResponse, match="time zone"):
+            list(api.summaries_window(project["id"], start, end, day="1999-12-31"))
+    finally:
+        api.close()

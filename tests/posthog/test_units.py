@@ -111,3 +111,21 @@ def test_arrow_iso_and_date_kinds():
     assert spec.dlt_columns()["at"] == {"data_type": "timestamp", "nullable": True, "timezone": True}
     berlin = spec.with_tz("Europe/Berlin").to_arrow([{"k": "x", "at": "2026-11-20 09:15:30", "day": None}])
     assert berlin.column("at").to_pylist()[0] == dt.datetime(2026, 11, 20, 8, 15, 30, tzinfo=dt.UTC)
+
+
+def test_lookback_cursor_max_seen_bounds_the_fingerprints_in_state():
+    from sources.common.cursor import LookbackCursor
+
+    def run(state: dict, rows: list[tuple[str, int]], max_seen: int | None) -> int:
+        cur = LookbackCursor(state, lambda v: v - 10, max_seen=max_seen)
+        loaded = sum(cur.admit(k, v, {"k": k, "v": v}) for k, v in rows)
+        cur.commit(100)
+        return loaded
+
+    rows = [(f"r{i}", 95 + i % 5) for i in range(20)]  # all inside the 10-unit lookback of 100
+    bounded, unbounded = {}, {}
+    assert run(bounded, rows, max_seen=5) == 20 and run(unbounded, rows, max_seen=None) == 20
+    assert bounded["seen"] == {} and bounded["last_run"]["fingerprints_dropped"] == 20
+    assert len(unbounded["seen"]) == 20
+    # the next run: the bounded cursor loads the window again, the unbounded one recognises it
+    assert run(bounded, rows, max_seen=5) == 20 and run(unbounded, rows, max_seen=None) == 0
