@@ -303,3 +303,20 @@ def test_a_summary_row_of_another_day_stops_the_run(emu):
             list(api.summaries_window(project["id"], start, end, day="1999-12-31"))
     finally:
         api.close()
+
+
+def test_a_bounded_window_reads_exactly_its_events_without_state(emu, ctl):
+    from sources.posthog import PostHogClient, read_events_window
+    from sources.posthog.client import iso_to_us
+
+    pid = list(emu.backend.projects)[1]  # a project whose time zone is not UTC
+    events = sorted((e for e in ctl.export("events") if e["project_id"] == pid), key=lambda e: e["timestamp"])
+    start, end = iso_to_us(events[len(events) // 5]["timestamp"]), iso_to_us(events[len(events) // 2]["timestamp"])
+    expected = {e["uuid"] for e in events if start <= iso_to_us(e["timestamp"]) < end}
+    api = PostHogClient(emu.api_key, emu.base_url)
+    try:
+        rows = [r for page in read_events_window(api, pid, start, end, page_size=97, window_hours=5, workers=3)
+                for r in page]
+    finally:
+        api.close()
+    assert len(rows) == len(expected) and {r["uuid"] for r in rows} == expected
