@@ -426,3 +426,21 @@ def test_concurrent_requests_are_thread_safe(emu, api, pid, ctl):
         t.join(120)
     assert not errors
     assert emu.backend.max_in_flight.get(pid, 0) <= 3
+
+
+def test_hogql_on_persons_keyset_walk_matches_the_list(api, pid, ctl):
+    ctl.mutate({"op": "delete_persons", "count": 3, "project_id": pid})
+    expected = {p["uuid"] for p in ctl.export("persons") if p["project_id"] == pid}
+    sql = ("SELECT id, created_at, properties FROM persons WHERE (created_at, id) > ({t}, {u}) "
+           "ORDER BY created_at, id LIMIT 150")
+    page = hogql(api, pid, "SELECT id, created_at, properties FROM persons ORDER BY created_at, id LIMIT 150").json()
+    assert page["columns"] == ["id", "created_at", "properties"]
+    rows, guard = list(page["results"]), 0
+    while len(page["results"]) == 150 and guard < 100:
+        last = page["results"][-1]
+        page = hogql(api, pid, sql, {"t": last[1], "u": last[0]}).json()
+        rows += page["results"]
+        guard += 1
+    assert [r[0] for r in rows] and {r[0] for r in rows} == expected and len(rows) == len(expected)
+    newest = hogql(api, pid, "SELECT count() FROM persons WHERE created_at >= {t}", {"t": rows[-10][1]}).json()
+    assert newest["results"][0][0] >= 10
