@@ -32,6 +32,7 @@ from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError
+from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
@@ -193,8 +194,14 @@ def personyze_source(
                     if keep:
                         yield keep
 
+            # a backfill reads every row once (disjoint id ranges, unique keys): the merge can skip
+            # its de-duplication; an incremental walk may meet a row twice if it changes meanwhile
+            first = True
             for batch in batched(admitted(), batch_rows):
-                yield tbl.to_arrow(batch)
+                page = tbl.to_arrow(batch)
+                if first:
+                    page, first = merge_run_hints(page, unique_in_run=cur.value is None), False
+                yield page
             state["cursor_column"] = cursor
             cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
             progress.done(mode)
@@ -226,14 +233,18 @@ def personyze_source(
             lambda row: f"{row.get('date')}|{row.get('action_id')}",
         )
 
-    def catalog(table: TableSpec) -> Callable[[], Iterator[pa.Table]]:
+    def catalog(table: TableSpec, merge: bool) -> Callable[[], Iterator[pa.Table]]:
         def walk_all() -> Iterator[pa.Table]:
             tbl = spec(table)
             progress = ProgressLog(S.VENDOR, table.name)
+            first = merge
             with shared.use() as api:
                 pages = api.walk(table.name, "id", "id", slow=False)
                 for batch in batched(_counted(pages, progress), batch_rows):
-                    yield tbl.to_arrow(batch)
+                    page = tbl.to_arrow(batch)
+                    if first:  # a keyset walk on the unique id reads every row once
+                        page, first = merge_run_hints(page, unique_in_run=True), False
+                    yield page
             progress.done("full walk")
 
         walk_all.__name__ = table.name
@@ -245,7 +256,8 @@ def personyze_source(
             name="users",
             primary_key="user_id",
             write_disposition="merge",
-            columns=S.USERS.dlt_columns(),
+            # a user changed during an incremental walk is read twice: keep the newest copy
+            columns=_with_dedup_sort(S.USERS.dlt_columns(), user_cursor),
             parallelized=True,
         )(),
         dlt.resource(
@@ -272,18 +284,24 @@ def personyze_source(
     for table in S.CATALOGS:
         resources.append(
             dlt.resource(
-                catalog(table), name=table.name, primary_key="id", write_disposition="merge",
+                catalog(table, merge=True), name=table.name, primary_key="id", write_disposition="merge",
                 columns=table.dlt_columns(), parallelized=True,
             )()
         )
     for table in S.SMALL_TABLES:
         resources.append(
             dlt.resource(
-                catalog(table), name=table.name, primary_key="id", write_disposition="replace",
+                catalog(table, merge=False), name=table.name, primary_key="id", write_disposition="replace",
                 columns=table.dlt_columns(), parallelized=True,
             )()
         )
     return resources
+
+
+def _with_dedup_sort(columns: dict[str, Any], cursor: str) -> dict[str, Any]:
+    out = {name: dict(hint) for name, hint in columns.items()}
+    out[cursor]["dedup_sort"] = "desc"
+    return out
 
 
 def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[list[dict[str, Any]]]:

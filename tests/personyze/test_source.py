@@ -237,3 +237,36 @@ def _root(exc: BaseException) -> BaseException:
             return e
         stack += [getattr(e, "exception", None), e.__cause__, e.__context__]
     return exc
+
+
+def test_user_changed_during_the_walk_is_read_twice_and_the_newest_copy_is_kept(emu, ctl, make_pipeline, tmp_path):
+    import threading
+
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users", page_size=100))
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    tied = sorted(ctl.mutate({"op": "modify_users", "count": 300})["user_ids"])
+    early = tied[:20]  # on the first page of the walk (same second: ordered by user_id)
+    ctl.clear_requests()
+    ctl.configure(latency_ms=150)
+    changed: dict[str, Any] = {}
+
+    def change_after_first_pages() -> None:
+        for _ in range(400):
+            walked = [e for e in ctl.requests() if e["path"].startswith("/rest/users/where")]
+            if len(walked) >= 2:
+                ctl.mutate({"op": "advance_clock", "seconds": 3})
+                changed.update(ctl.mutate({"op": "modify_users", "user_ids": early}))
+                return
+            threading.Event().wait(0.02)
+
+    t = threading.Thread(target=change_after_first_pages)
+    t.start()
+    counts = run(pipeline, source(emu, "users", page_size=100))
+    t.join()
+    ctl.configure(latency_ms=0)
+    assert sorted(changed["user_ids"]) == early
+    # every tied user once, plus the 20 changed ones a second time, further along the walk
+    assert counts["users"] == 300 + 20
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))

@@ -1,0 +1,32 @@
+"""Per-run table hints a resource attaches to the first page it yields.
+
+**Rows unique within a run.** dlt's default merge (``delete-insert``) first de-duplicates the
+staging table on the primary key with a window function over every column, which on a large
+load costs DuckDB several hundred MB (it sorts full rows). When a run's rows are unique by
+construction — a backfill walking disjoint id ranges on a unique key, a keyset walk on a
+unique id — that step is pure cost, and dlt can skip it (``deduplicated``). When they may not
+be (an incremental walk on a moving cursor can read a row twice if it changes during the walk),
+the step stays and the copy kept is chosen by the ``dedup_sort`` column hint (the newest cursor
+value), never at random.
+
+The hint is written on every run (``True`` or ``False``), because a table's hints persist in the
+dlt schema: a backfill's "unique" must not leak into the next incremental run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dlt
+
+DEDUPLICATED = "x-stage-data-deduplicated"
+
+
+def merge_run_hints(item: Any, *, unique_in_run: bool) -> Any:
+    """``item`` marked so that this run's merge skips staging de-duplication iff
+    ``unique_in_run`` (the resource's other hints are unchanged)."""
+    hints = dlt.mark.make_hints(
+        write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": unique_in_run},
+        additional_table_hints={DEDUPLICATED: unique_in_run},
+    )
+    return dlt.mark.with_hints(item, hints)
