@@ -154,7 +154,9 @@ def _run_pipeline(
         # a previous run stopped after extracting: finish loading its packages first, otherwise
         # dlt's run() would load them and skip the new extract
         click.echo(f"{vendor.name}: finishing the load packages of an interrupted run", err=True)
-        pipeline.run().raise_on_failed_jobs()
+        finished = pipeline.run()
+        if finished is not None:
+            finished.raise_on_failed_jobs()
     info = pipeline.run(source, loader_file_format=fmt, refresh="drop_sources" if full_refresh else None)
     info.raise_on_failed_jobs()
     elapsed = time.monotonic() - started
