@@ -15,6 +15,7 @@ dlt schema: a backfill's "unique" must not leak into the next incremental run.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import dlt
@@ -22,9 +23,26 @@ import dlt
 DEDUPLICATED = "x-stage-data-deduplicated"
 
 
+class _DeliberateDedupFilter(logging.Filter):
+    """dlt warns that a ``dedup_sort`` hint is ignored while staging data is declared
+    de-duplicated; that is exactly the intent on a unique run, so the warning would only teach
+    users to ignore warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("dedup_sort" in message and "already deduplicated" in message)
+
+
+def _quiet_deliberate_dedup_warning() -> None:
+    logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _DeliberateDedupFilter) for f in logger.filters):
+        logger.addFilter(_DeliberateDedupFilter())
+
+
 def merge_run_hints(item: Any, *, unique_in_run: bool) -> Any:
     """``item`` marked so that this run's merge skips staging de-duplication iff
     ``unique_in_run`` (the resource's other hints are unchanged)."""
+    _quiet_deliberate_dedup_warning()
     hints = dlt.mark.make_hints(
         write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": unique_in_run},
         additional_table_hints={DEDUPLICATED: unique_in_run},
