@@ -16,6 +16,10 @@ Incremental resources keep their position in dlt resource state (see
 is committed, every run re-reads the lookback window, and rows re-read there unchanged are not
 loaded again. The first run of ``users``, ``events`` and ``sessions_archive`` is a backfill that
 splits the id space into ranges walked concurrently.
+
+Bounded mode (``window_start``/``window_end``, see ``sources/common/window.py``): the source
+returns only the time-windowed resources of :data:`BACKFILL_RESOURCES`, each a keyset walk on
+(cursor, key) bounded by ``cursor >= start & cursor < end``, reading and writing no cursor state.
 """
 
 from __future__ import annotations
@@ -36,11 +40,19 @@ from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
+from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import PersonyzeClient
 
-__all__ = ["personyze_source", "check_credentials", "PersonyzeClient"]
+__all__ = ["personyze_source", "check_credentials", "PersonyzeClient", "BACKFILL_RESOURCES"]
+
+#: the time-windowed resources (``cdp-sync backfill personyze --resource R``) and their time axis
+BACKFILL_RESOURCES = {
+    "users": "data_last_modified (or last_session_time, as user_cursor says), Unix seconds",
+    "sessions_archive": "end_time, Unix seconds",
+    "summary_actions": "date: a day belongs to the window holding its midnight in the configured timezone",
+}
 
 
 def check_credentials(api_key: str, base_url: str = S.DEFAULT_BASE_URL) -> str:
@@ -103,6 +115,8 @@ def personyze_source(
     max_retry_wait: float = 120.0,
     request_timeout: float = 30.0,
     double_encode: bool = False,
+    window_start: Any = None,
+    window_end: Any = None,
 ) -> Sequence[DltResource]:
     """The Personyze REST API as dlt resources.
 
@@ -121,6 +135,9 @@ def personyze_source(
         timezone: zone of the API's ``YYYY-MM-DD HH:MM:SS`` date strings (undocumented; UTC).
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
         double_encode: escape where-values twice (the vendor SDK's model), allowing ``/ & | , %``.
+        window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC):
+            only the resources of :data:`BACKFILL_RESOURCES`, reading exactly
+            ``[window_start, window_end)`` of their time axis, without cursor state.
     """
     if user_cursor not in S.USER_CURSOR_COLUMNS:
         raise ConfigurationError(
@@ -136,6 +153,7 @@ def personyze_source(
     ):
         if int(value) < 0:
             raise ConfigurationError(f"personyze {name} is out of range", vendor=S.VENDOR)
+    window = Window.from_options(window_start, window_end, S.VENDOR)
     quiet_arrow_hint_warning()
     retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
 
@@ -206,7 +224,41 @@ def personyze_source(
             cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
             progress.done(mode)
 
+    def window_resource(
+        name: str,
+        table: TableSpec,
+        cursor: str,
+        key: str,
+        parse: Callable[[Any], Any],
+        bounds: tuple[Any, Any],
+        unique: bool,
+    ) -> Iterator[pa.Table]:
+        """Bounded mode: every row with ``bounds[0] <= cursor < bounds[1]``, one keyset walk on
+        (cursor, key); no cursor state is read or written, only the window's record."""
+        assert window is not None
+        state = dlt.current.resource_state(name)
+        progress = ProgressLog(S.VENDOR, f"{name}[{window.label}]")
+        tbl = spec(table)
+        count = RowCount()
+        lo, hi = bounds
+        with shared.use() as api:
+            pages = api.walk(name, cursor, key, parse=parse, start=lo, extra=[(cursor, "<", hi)])
+            first = True
+            for batch in batched(_counted(pages, progress), batch_rows):
+                page = count(tbl.to_arrow(batch))
+                if first:
+                    page, first = merge_run_hints(page, unique_in_run=unique), False
+                yield page
+            window.record(state, count.rows, axis=cursor)
+        progress.done()
+
     def users() -> Iterator[pa.Table]:
+        if window is not None:
+            # a user changed during the walk moves to a newer cursor value: past the window (so
+            # read once) only when the window ended before the walk began (allowing for skew)
+            yield from window_resource("users", S.USERS, user_cursor, "user_id", int,
+                                       (window.start_s, window.end_s), window.is_past(lookback_seconds))
+            return
         yield from keyset_resource(
             "users", S.USERS, user_cursor, "user_id", int, _minus(lookback_seconds), "user_id", _by("user_id")
         )
@@ -217,11 +269,19 @@ def personyze_source(
         )
 
     def sessions_archive() -> Iterator[pa.Table]:
+        if window is not None:  # an archived session's end_time never changes: each row read once
+            yield from window_resource("sessions_archive", S.SESSIONS_ARCHIVE, "end_time", "id", int,
+                                       (window.start_s, window.end_s), True)
+            return
         yield from keyset_resource(
             "sessions_archive", S.SESSIONS_ARCHIVE, "end_time", "id", int, _minus(lookback_seconds), "id", _by("id")
         )
 
     def summary_actions() -> Iterator[pa.Table]:
+        if window is not None:  # (date, action_id) is the key itself: each row read once
+            yield from window_resource("summary_actions", S.SUMMARY_ACTIONS, "date", "action_id", _parse_date,
+                                       window.local_text(timezone, _DATE_FMT), True)
+            return
         yield from keyset_resource(
             "summary_actions",
             S.SUMMARY_ACTIONS,
@@ -281,6 +341,8 @@ def personyze_source(
             parallelized=True,
         )(),
     ]
+    if window is not None:  # bounded mode: the time-windowed resources only
+        return [r for r in resources if r.name in BACKFILL_RESOURCES]
     for table in S.CATALOGS:
         resources.append(
             dlt.resource(
