@@ -19,6 +19,11 @@ three concurrent queries per project, shared with ``event_summaries``). Each run
 ``events_lookback_seconds`` behind its cursor for late events and drops rows it re-reads unchanged
 (fingerprints of the rows inside the lookback window are kept in state), so a run with nothing new
 loads nothing. State moves only when the load package that carries it is committed.
+
+Bounded mode (``window_start``/``window_end``, see ``sources/common/window.py``): the source
+returns only ``events`` and ``event_summaries`` (:data:`BACKFILL_RESOURCES`), reading exactly
+``[window_start, window_end)`` of every project through :func:`read_events_window` and
+:func:`read_summary_day`, without cursor state.
 """
 
 from __future__ import annotations
@@ -37,14 +42,23 @@ from sources.common.arrow import batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import AuthError, ConfigurationError, RequestRejected
+from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
+from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import PostHogClient, cursor_text, iso_to_us, parse_start, project_days, us_to_iso, windows
 
-__all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day"]
+__all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day",
+           "BACKFILL_RESOURCES"]
+
+#: the time-windowed resources (``cdp-sync backfill posthog --resource R``) and their time axis
+BACKFILL_RESOURCES = {
+    "events": "timestamp, per project",
+    "event_summaries": "day, per project: a day belongs to the window holding its midnight in the project's time zone",
+}
 
 logger = logging.getLogger("cdp_sync.posthog")
 US = 1_000_000
@@ -199,6 +213,8 @@ def posthog_source(
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
     request_timeout: float = 60.0,
+    window_start: Any = None,
+    window_end: Any = None,
 ) -> Sequence[DltResource]:
     """PostHog's private API (US Cloud by default) as dlt resources.
 
@@ -226,7 +242,11 @@ def posthog_source(
         page_size: rows per request of the other lists.
         batch_rows: rows per Arrow table handed to dlt.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC):
+            only the resources of :data:`BACKFILL_RESOURCES`, reading exactly
+            ``[window_start, window_end)`` of every project, without cursor state.
     """
+    window = Window.from_options(window_start, window_end, S.VENDOR)
     _check("events_lookback_seconds", events_lookback_seconds, 0)
     _check("events_page_size", events_page_size, 1, S.MAX_QUERY_ROWS)
     _check("events_window_hours", events_window_hours, 1, S.MAX_WINDOW_HOURS)
@@ -309,8 +329,12 @@ def posthog_source(
                     if keep:
                         yield keep
 
+            first = True
             for batch in batched(admitted(), int(batch_rows)):
-                yield S.EVENTS.to_arrow(batch)
+                page = S.EVENTS.to_arrow(batch)
+                if first:  # written every run: a bounded run's "unique" must not persist
+                    page, first = merge_run_hints(page, unique_in_run=False), False
+                yield page
             for cur, end, mode, n_windows in cursors.values():
                 cur.commit(us_to_iso(end) if end is not None else None, mode=mode, windows=n_windows)
             _note_unreachable(state, unreachable)
@@ -348,16 +372,73 @@ def posthog_source(
             newest = {pid: (days[-1][0] if days else None) for pid, _, _, days in plans}
             workers = min(int(query_concurrency) * max(1, len(plans)), 8)
             by_pid = {pid: cur for pid, cur, _, _ in plans}
+            first = True
             for page in concurrent_pages(tasks, workers, name="posthog-summaries"):
                 cur = by_pid[page[0]["project_id"]]
                 keep = [r for r in page if cur.admit(f"{r['day']}|{r['event']}", str(r["day"]), r)]
                 progress.update(len(page), len(keep))
                 if keep:
-                    yield S.EVENT_SUMMARIES.to_arrow(keep)
+                    table = S.EVENT_SUMMARIES.to_arrow(keep)
+                    if first:  # written every run: a bounded run's "unique" must not persist
+                        table, first = merge_run_hints(table, unique_in_run=False), False
+                    yield table
             for pid, cur, mode, days in plans:
                 cur.commit(newest[pid], mode=mode, days=len(days))
             _note_unreachable(state, unreachable)
             progress.done()
+
+    # -- bounded mode ------------------------------------------------------------------------------
+
+    def events_in_window() -> Iterator[pa.Table]:
+        """Every event of every project with ``start <= timestamp < end``; events never change
+        and the windows are disjoint, so each row is read once."""
+        assert window is not None
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, f"events[{window.label}]")
+        count = RowCount()
+        with shared.use() as api:
+            projects, unreachable = catalog.get(api)
+            per_project = [_project_window(api, int(p["id"]), window.start_us, window.end_us, int(events_page_size),
+                                           int(events_window_hours), int(query_concurrency)) for p in projects]
+            # each project keeps its own three query slots busy; projects run side by side
+            workers = max(1, min(len(per_project), 8 // int(query_concurrency)))
+            pages = _counted(concurrent_pages(per_project, workers, name="posthog-events-window"), progress)
+            first = True
+            for batch in batched(pages, int(batch_rows)):
+                page = count(S.EVENTS.to_arrow(batch))
+                if first:
+                    page, first = merge_run_hints(page, unique_in_run=True), False
+                yield page
+            _note_unreachable(state, unreachable)
+            window.record(state, count.rows, axis="timestamp", projects=len(projects))
+        progress.done()
+
+    def event_summaries_in_window() -> Iterator[pa.Table]:
+        """The daily counts of every project day whose first instant (in the project's time zone)
+        lies in the window; one (project, day) is read by exactly one window."""
+        assert window is not None
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, f"event_summaries[{window.label}]")
+        count = RowCount()
+        with shared.use() as api:
+            projects, unreachable = catalog.get(api)
+            groups = []
+            for project in projects:
+                pid, tz = int(project["id"]), str(project.get("timezone") or "UTC")
+                days = [d for d in project_days(window.start_us, window.end_us - 1, tz)
+                        if window.start_us <= d[1] < window.end_us]
+                groups.append([(pid, d, a, b) for d, a, b in days])
+            tasks = [_summary_task(api, pid, day, a, b) for group in _round_robin(groups) for pid, day, a, b in group]
+            workers = min(int(query_concurrency) * max(1, len(groups)), 8)
+            first = True
+            for page in _counted(concurrent_pages(tasks, workers, name="posthog-summaries-window"), progress):
+                table = count(S.EVENT_SUMMARIES.to_arrow(page))
+                if first:
+                    table, first = merge_run_hints(table, unique_in_run=True), False
+                yield table
+            _note_unreachable(state, unreachable)
+            window.record(state, count.rows, axis="day", project_days=len(tasks))
+        progress.done()
 
     # -- persons and objects ------------------------------------------------------------------------
 
@@ -423,11 +504,17 @@ def posthog_source(
         load.__name__ = table
         return load
 
+    windowed: list[DltResource] = [
+        dlt.resource(events if window is None else events_in_window, name="events", primary_key="uuid",
+                     write_disposition="merge", columns=S.EVENTS.dlt_columns(), parallelized=True)(),
+        dlt.resource(event_summaries if window is None else event_summaries_in_window, name="event_summaries",
+                     primary_key=["project_id", "day", "event"], write_disposition="merge",
+                     columns=S.EVENT_SUMMARIES.dlt_columns(), parallelized=True)(),
+    ]
+    if window is not None:  # bounded mode: the time-windowed resources only
+        return windowed
     resources: list[DltResource] = [
-        dlt.resource(events, name="events", primary_key="uuid", write_disposition="merge",
-                     columns=S.EVENTS.dlt_columns(), parallelized=True)(),
-        dlt.resource(event_summaries, name="event_summaries", primary_key=["project_id", "day", "event"],
-                     write_disposition="merge", columns=S.EVENT_SUMMARIES.dlt_columns(), parallelized=True)(),
+        *windowed,
         dlt.resource(persons, name="persons", primary_key="uuid", write_disposition="merge",
                      columns=S.PERSONS.dlt_columns(), parallelized=True)(),
         dlt.resource(projects_resource, name="projects", primary_key="id", write_disposition="merge",
@@ -451,6 +538,12 @@ def _person(row: dict[str, Any], pid: int) -> dict[str, Any]:
     if out.get("id") is not None:
         out["id"] = str(out["id"])
     return out
+
+
+def _project_window(api: PostHogClient, pid: int, start_us: int, end_us: int, page_size: int, window_hours: int,
+                    workers: int) -> Callable[[], Iterator[list[dict]]]:
+    return lambda: read_events_window(api, pid, start_us, end_us, page_size=page_size, window_hours=window_hours,
+                                      workers=workers)
 
 
 def _summary_task(api: PostHogClient, pid: int, day: str, a: int, b: int) -> Callable[[], Iterator[list[dict]]]:
