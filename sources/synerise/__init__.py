@@ -22,6 +22,13 @@ Read this file and you know what is loaded (tables are named after resources):
 Time-windowed reads take explicit bounds (:func:`read_events_window`,
 :func:`read_profile_events`), so a past window can be loaded without touching the scheduled
 cursor. Cursor state lives in dlt resource state and moves only with the load package.
+
+Bounded mode (``window_start``/``window_end``, see ``sources/common/window.py``): the source
+returns only ``events`` (:data:`BACKFILL_RESOURCES`), reading exactly ``[window_start,
+window_end)`` through :func:`read_events_window`, without cursor state. Workspace activities
+older than 6 hours are out of the API's reach: a window entirely beyond that horizon is an
+error; a window partly beyond it loads what is reachable and reports the gap (logged loudly
+and kept in the window's record as ``unreachable``).
 """
 
 from __future__ import annotations
@@ -40,15 +47,22 @@ from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError
+from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
+from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import SyneriseClient, iso_to_ms
 
 __all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window",
-           "read_profile_events"]
+           "read_profile_events", "BACKFILL_RESOURCES"]
+
+#: the time-windowed resources (``cdp-sync backfill synerise --resource R``) and their time axis
+BACKFILL_RESOURCES = {
+    "events": "time (ms); only the last 6 hours are reachable (the API's horizon)",
+}
 
 progress_logger = logging.getLogger("cdp_sync.progress")
 MINUTE_MS = 60_000
@@ -451,6 +465,8 @@ def synerise_source(
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
     request_timeout: float = 30.0,
+    window_start: Any = None,
+    window_end: Any = None,
 ) -> Sequence[DltResource]:
     """The Synerise REST API of one workspace as dlt resources.
 
@@ -481,7 +497,10 @@ def synerise_source(
         max_connections: HTTP connections to the workspace (an upper bound on concurrent requests).
         token_refresh_margin_s: log in again this long before the JWT expires.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC): only
+            ``events``, reading exactly ``[window_start, window_end)``, without cursor state.
     """
+    window = Window.from_options(window_start, window_end, S.VENDOR)
     lookback_ms = _positive("events_lookback_minutes", events_lookback_minutes, 0, 24 * 60) * MINUTE_MS
     lag_ms = _positive("events_safety_lag_seconds", events_safety_lag_seconds, 0, 3600) * 1000
     window_ms = _positive("events_window_minutes", events_window_minutes, 1, 6 * 60) * MINUTE_MS
@@ -646,8 +665,12 @@ def synerise_source(
                     if keep:
                         yield keep
 
+            first = True
             for chunk in batched(admitted(), batch):
-                yield S.EVENTS.to_arrow(chunk)
+                page = S.EVENTS.to_arrow(chunk)
+                if first:  # written every run: a bounded run's "unique" must not persist
+                    page, first = merge_run_hints(page, unique_in_run=False), False
+                yield page
             if overflow.items:
                 state["truncated"] = (list(state.get("truncated") or []) + overflow.items)[-STATE_LIST_LIMIT:]
             state["cursor_column"] = "time"
@@ -655,6 +678,49 @@ def synerise_source(
                 cur.commit(hi, mode="first run" if cur.value is None else "incremental", window_from=lo,
                            window_to=hi, requests=api.http.stats["requests"] - before)
             progress.done(f"window {_iso(lo)} .. {_iso(hi)}")
+
+    def events_in_window() -> Iterator[pa.Table]:
+        """Bounded mode: every activity with ``start <= time < end`` that the API still holds.
+        Events never change and the pieces of the window are disjoint: each row is read once."""
+        assert window is not None
+        state = dlt.current.resource_state()
+        progress = ProgressLog(S.VENDOR, f"events[{window.label}]")
+        count = RowCount()
+        with shared.use() as api:
+            now = api.server_time_ms()
+            earliest = now - S.ACTIVITIES_HORIZON_HOURS * HOUR_MS + S.HORIZON_MARGIN_MS
+            lo, hi = window.start_ms, window.end_ms - 1
+            if hi < earliest:
+                raise ConfigurationError(
+                    f"synerise events: the window {window.label} lies entirely beyond the API's "
+                    f"{S.ACTIVITIES_HORIZON_HOURS}-hour horizon (the earliest reachable activity is at {_iso(earliest)} "
+                    "server time); workspace activities that old cannot be read: use profile_events for older history",
+                    vendor=S.VENDOR,
+                )
+            extra: dict[str, Any] = {"axis": "time"}
+            if lo < earliest:
+                extra["unreachable"] = _gap_entry(lo, earliest - 1)
+                progress_logger.warning(
+                    "synerise.events[%s]: UNREACHABLE GAP: workspace activities from %s to %s (%.2f h) are beyond the "
+                    "API's 6-hour horizon and were NOT loaded; the rest of the window is loaded. Recorded in the "
+                    "window's state as 'unreachable'.",
+                    window.label, extra["unreachable"]["from"], extra["unreachable"]["to"],
+                    extra["unreachable"]["hours"],
+                )
+                lo = earliest
+            overflow = Overflow()
+            pages = read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow)
+            first = True
+            for chunk in batched(([event_row(e) for e in page] for page in pages), batch):
+                progress.update(len(chunk), len(chunk))
+                table = count(S.EVENTS.to_arrow(chunk))
+                if first:
+                    table, first = merge_run_hints(table, unique_in_run=True), False
+                yield table
+            if overflow.items:
+                extra["truncated"] = overflow.items[-STATE_LIST_LIMIT:]
+            window.record(state, count.rows, read_from=_iso(lo), **extra)
+        progress.done()
 
     # ---------------------------------------------------------------- per-profile events
 
@@ -837,6 +903,9 @@ def synerise_source(
             **hints(S.PROFILE_EVENTS),
         )()
 
+    if window is not None:  # bounded mode: the time-windowed resources only
+        return [dlt.resource(events_in_window, name="events", write_disposition="merge", parallelized=True,
+                             **hints(S.EVENTS))()]
     resources: list[DltResource] = [
         profiles_res,
         dlt.resource(events, name="events", write_disposition="merge", parallelized=True, **hints(S.EVENTS))(),
@@ -880,13 +949,18 @@ def _iso(ms: int) -> str:
     return pendulum.from_timestamp(ms / 1000).to_iso8601_string()
 
 
+def _gap_entry(lo: int, hi: int) -> dict[str, Any]:
+    """The unreachable stretch ``[lo, hi]`` (ms) as state keeps it."""
+    return {"from_ms": lo, "to_ms": hi, "from": _iso(lo), "to": _iso(hi), "hours": round((hi - lo + 1) / HOUR_MS, 3),
+            "detected_at": pendulum.now("UTC").to_iso8601_string()}
+
+
 def _record_gap(state: dict[str, Any], gap: tuple[int, int]) -> None:
     """Say loudly that workspace activity between two instants can no longer be read, and keep
     it in state (``cdp-sync state synerise`` shows it)."""
     lo, hi = gap
-    hours = (hi - lo + 1) / HOUR_MS
-    entry = {"from_ms": lo, "to_ms": hi, "from": _iso(lo), "to": _iso(hi), "hours": round(hours, 3),
-             "detected_at": pendulum.now("UTC").to_iso8601_string()}
+    entry = _gap_entry(lo, hi)
+    hours = entry["hours"]
     state["unreachable"] = (list(state.get("unreachable") or []) + [entry])[-STATE_LIST_LIMIT:]
     progress_logger.warning(
         "synerise.events: UNREACHABLE GAP: workspace activities from %s to %s (%.2f h) are beyond the API's "
