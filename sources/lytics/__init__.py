@@ -20,6 +20,12 @@ with ``INCLUDE <segment>`` when a segment is configured). Long scans are split i
 bucket scans fetched concurrently. Rows re-read inside the lookback window unchanged since they
 were loaded are dropped before loading (``sources/common/cursor.py``), so a run with no changes
 loads nothing. The cursor moves only with the load package that carries it.
+
+Bounded mode (``window_start``/``window_end``, see ``sources/common/window.py``): the source
+returns only ``users`` (:data:`BACKFILL_RESOURCES`), reading the profiles whose ``_modified``
+lies in ``[window_start, window_end)`` through :func:`read_users`, without cursor state. A profile
+changed while the scan runs moves to a newer ``_modified``; if the scan returns it with that newer
+value outside the window it is left to the window (or scheduled run) that holds it now.
 """
 
 from __future__ import annotations
@@ -36,15 +42,22 @@ from dlt.sources import DltResource
 from sources.common.arrow import batched, quiet_arrow_hint_warning
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError, MalformedResponse
+from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
+from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import LyticsClient, ScanSpec, ScanStats, filter_ql
 from .tables import Table, iso_to_micros
 
-__all__ = ["lytics_source", "check_credentials", "LyticsClient", "read_users", "user_table"]
+__all__ = ["lytics_source", "check_credentials", "LyticsClient", "read_users", "user_table", "BACKFILL_RESOURCES"]
+
+#: the time-windowed resources (``cdp-sync backfill lytics --resource R``) and their time axis
+BACKFILL_RESOURCES = {
+    "users": "_modified (the profile's last change)",
+}
 
 logger = logging.getLogger("cdp_sync.lytics")
 
@@ -171,22 +184,35 @@ def read_users(
     segment: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
     workers: int = S.DEFAULT_SCAN_WORKERS,
     parts: int = S.DEFAULT_SCAN_SPLITS,
     split_min_pages: int = S.DEFAULT_SPLIT_MIN_PAGES,
     stats: ScanStats | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Pages of the profiles whose ``_modified`` lies in ``(since, until]`` (either bound may be
-    ``None``) and that belong to segment ``segment`` (a slug; ``None``: every user).
+    """Pages of the profiles whose ``_modified`` lies in ``(since, until]`` and in ``[start, end)``
+    (any bound may be ``None``) and that belong to segment ``segment`` (a slug; ``None``: every user).
 
     Without bounds a configured segment is read through its saved scan; everything else is an
     ad-hoc FilterQL scan. Reads no state and writes none: a scheduled run and a backfill of a
     past window call this with their own bounds."""
-    if since is None and until is None:
+    if since is None and until is None and start is None and end is None:
         spec = ScanSpec(segment=segment) if segment else ScanSpec(ql=filter_ql())
     else:
-        spec = ScanSpec(ql=filter_ql(since=since, until=until, include=segment))
+        spec = ScanSpec(ql=filter_ql(since=since, until=until, start=start, end=end, include=segment))
     return api.scan(spec, workers=workers, parts=parts, split_min_pages=split_min_pages, stats=stats)
+
+
+def _segment_slug(api: LyticsClient, segment: str | None) -> str | None:
+    """The slug of the configured user segment (``None``: every user)."""
+    if not segment:
+        return None
+    seg = api.segment(segment)
+    if seg.get("table", "user") != "user":
+        raise ConfigurationError(f"lytics segment {segment!r} is a {seg.get('table')} segment, not a user segment",
+                                 vendor=S.VENDOR)
+    return str(seg.get("slug_name") or segment)
 
 
 # --------------------------------------------------------------------------------------- source
@@ -211,6 +237,8 @@ def lytics_source(
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
     request_timeout: float = 60.0,
+    window_start: Any = None,
+    window_end: Any = None,
 ) -> Sequence[DltResource]:
     """The Lytics REST API as dlt resources.
 
@@ -233,7 +261,11 @@ def lytics_source(
         max_scan_restarts: how often one scan may restart after its token is refused.
         batch_rows: rows per Arrow table handed to dlt.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC): only
+            ``users``, the profiles with ``_modified`` in ``[window_start, window_end)``, without
+            cursor state.
     """
+    window = Window.from_options(window_start, window_end, S.VENDOR)
     if users_mode not in ("incremental", "snapshot"):
         raise ConfigurationError(f"lytics users_mode must be incremental or snapshot, not {users_mode!r}",
                                  vendor=S.VENDOR)
@@ -283,13 +315,7 @@ def lytics_source(
             before = api.http.stats["requests"]
             table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
             typed = _typer(table, kinds)
-            slug = None
-            if segment:
-                seg = api.segment(segment)
-                if seg.get("table", "user") != "user":
-                    raise ConfigurationError(f"lytics segment {segment!r} is a {seg.get('table')} segment, not a "
-                                             "user segment", vendor=S.VENDOR)
-                slug = str(seg.get("slug_name") or segment)
+            slug = _segment_slug(api, segment)
             if cur.value is None or users_mode == "snapshot":
                 mode = "full scan" if cur.value is None else "snapshot"
                 pages = read_users(api, segment=slug, workers=scan_workers, parts=scan_splits,
@@ -330,6 +356,52 @@ def lytics_source(
             state["cursor_column"] = "_modified"
             cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - before, **stats.as_state())
             progress.done(mode)
+
+    def users_in_window() -> Iterator[pa.Table]:
+        """Bounded mode: the profiles with ``start <= _modified < end``. Not unique within a run:
+        a scan whose token expires restarts and reads rows again (merged on the primary key)."""
+        assert window is not None
+        state = dlt.current.resource_state("users")
+        progress = ProgressLog(S.VENDOR, f"users[{window.label}]")
+        count = RowCount()
+        stats = ScanStats()
+        lo, hi = canonical(window.start_us), canonical(window.end_us)
+        moved = 0
+        with shared.use() as api:
+            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
+            typed = _typer(table, kinds)
+            slug = _segment_slug(api, segment)
+            pages = read_users(api, segment=slug, start=lo, end=hi, workers=scan_workers, parts=scan_splits,
+                               split_min_pages=split_min_pages, stats=stats)
+
+            def inside() -> Iterator[list[dict[str, Any]]]:
+                nonlocal moved
+                for page in pages:
+                    keep = []
+                    for row in page:
+                        if row.get(user_primary_key) in (None, ""):
+                            raise MalformedResponse(
+                                f"lytics user without {user_primary_key} (the configured user_primary_key); "
+                                f"fields present: {sorted(row)[:12]}", vendor=S.VENDOR,
+                            )
+                        modified = to_canonical(row.get("_modified"), "users._modified")
+                        if modified is not None and not lo <= modified < hi:
+                            moved += 1  # changed during the scan: it belongs to a later window now
+                            continue
+                        keep.append(typed(row))
+                    progress.update(len(page), len(keep))
+                    if keep:
+                        yield keep
+
+            first = True
+            for batch in batched(inside(), batch_rows):
+                page = count(table.to_arrow(batch))
+                if first:
+                    page, first = merge_run_hints(page, unique_in_run=False), False
+                yield page
+            window.record(state, count.rows, axis="_modified", segment=segment or "", moved_out=moved,
+                          **stats.as_state())
+        progress.done()
 
     def client_side(
         name: str,
@@ -422,6 +494,9 @@ def lytics_source(
                             columns=table.dlt_columns(), parallelized=True)()
 
     behind_s = _seconds_before(lookback_seconds)
+    if window is not None:  # bounded mode: the time-windowed resources only
+        return [dlt.resource(users_in_window, name="users", primary_key=user_primary_key, write_disposition="merge",
+                             columns=user_table(None, user_primary_key, [], 0)[0].dlt_columns(), parallelized=True)()]
     return [
         dlt.resource(users, name="users", primary_key=user_primary_key, write_disposition="merge",
                      columns=user_table(None, user_primary_key, [], 0)[0].dlt_columns(), parallelized=True)(),

@@ -116,16 +116,21 @@ class ScanSpec:
 
 
 def filter_ql(*, since: str | None = None, until: str | None = None, include: str | None = None,
-              table: str = "user") -> str:
-    """``FILTER … FROM <table>``: ``_modified`` in ``(since, until]``, inside segment ``include``."""
+              table: str = "user", start: str | None = None, end: str | None = None) -> str:
+    """``FILTER … FROM <table>``: ``_modified`` in ``(since, until]`` and in ``[start, end)``
+    (a backfill window), inside segment ``include``."""
     conds: list[str] = []
-    for value in (since, until):
+    for value in (since, until, start, end):
         if value is not None and '"' in value:
             raise ConfigurationError(f"lytics: bad time literal {value!r}", vendor=VENDOR)
     if since is not None:
         conds.append(f'_modified > "{since}"')
+    if start is not None:
+        conds.append(f'_modified >= "{start}"')
     if until is not None:
         conds.append(f'_modified <= "{until}"')
+    if end is not None:
+        conds.append(f'_modified < "{end}"')
     if include is not None:
         if not _SLUG.fullmatch(include):
             raise ConfigurationError(f"lytics segment slug {include!r} is not a valid slug", vendor=VENDOR)
