@@ -11,7 +11,8 @@
 * **HogQL** (``POST /api/projects/{id}/query/``) with ``refresh: "force_blocking"`` (cached
   results would be stale), ``{placeholder}`` values (never string interpolation) and at most
   :data:`~sources.posthog.settings.MAX_QUERY_CONCURRENCY` queries in flight per project, shared
-  by every resource of the run.
+  by every resource of the run and by every client of the process on the same host (backfill
+  windows running side by side each have a client; PostHog's limit is per project).
 * **Throttling.** PostHog's 429 carries no ``Retry-After``; the wait is in the body's ``detail``
   (``Request was throttled. Expected available in 12 seconds.``), handed to the shared retry
   policy as the vendor hint. A 429 for exhausted query concurrency says no wait and backs off
@@ -130,6 +131,11 @@ class SameHostLink(JSONLinkPaginator):
         request.params = None
 
 
+#: query slots per (host, project, limit), shared by every client of the process
+_QUERY_SLOTS: dict[tuple[str, int, int], threading.BoundedSemaphore] = {}
+_QUERY_SLOTS_LOCK = threading.Lock()
+
+
 class PostHogClient:
     """One PostHog host over one ``httpx.Client`` (thread-safe; shared by the run's resources)."""
 
@@ -163,7 +169,6 @@ class PostHogClient:
                 vendor=VENDOR,
             )
         self.query_concurrency = query_concurrency
-        self._slots: dict[int, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self.queries = 0
         self.http = HttpClient(
@@ -198,15 +203,16 @@ class PostHogClient:
     # -- HogQL -------------------------------------------------------------------------------
 
     def _slot(self, project_id: int) -> threading.BoundedSemaphore:
-        with self._lock:
-            slot = self._slots.get(project_id)
+        key = (str(self.http.base_url), int(project_id), self.query_concurrency)
+        with _QUERY_SLOTS_LOCK:
+            slot = _QUERY_SLOTS.get(key)
             if slot is None:
-                slot = self._slots[project_id] = threading.BoundedSemaphore(self.query_concurrency)
+                slot = _QUERY_SLOTS[key] = threading.BoundedSemaphore(self.query_concurrency)
             return slot
 
     def query(self, project_id: int, sql: str, values: dict[str, Any], name: str) -> dict[str, Any]:
         """Run one HogQL query (fresh, never from PostHog's cache); at most ``query_concurrency``
-        of this project's queries are in flight at once across the whole run."""
+        of this project's queries are in flight at once across the whole process."""
         body = {
             "query": {"kind": "HogQLQuery", "query": sql, "values": values},
             "name": name,
