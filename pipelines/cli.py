@@ -2,6 +2,8 @@
 
     cdp-sync run <vendor> [--resources a,b] [--destination duckdb] [--dataset-name NAME]
                           [--pipeline-name NAME] [--full-refresh]
+    cdp-sync backfill <vendor> --resource R --from T1 --to T2 [--window 1d] [--workers N]
+                          [--destination duckdb] [--dataset-name NAME] [--pipeline-name NAME] [--force]
     cdp-sync demo         every emulator on loopback, every source into cdp_demo.duckdb
     cdp-sync state <vendor>   each resource's cursor and last run
     cdp-sync check <vendor>   credentials and reachability
@@ -204,14 +206,7 @@ def run(
         v = _vendor(vendor)
         pipeline_name = pipeline_name or vendor
         dataset_name = dataset_name or default_dataset(vendor)
-        if destination == "duckdb" and dataset_name == pipeline_name:
-            # DuckDB names the attached database after its file, <pipeline_name>.duckdb; a schema of
-            # the same name makes every "<name>.<table>" reference ambiguous and the load fails
-            raise CliFailure(
-                f"--dataset-name {dataset_name!r} equals the pipeline name, which DuckDB refuses "
-                f"(database {pipeline_name}.duckdb); choose another dataset name",
-                EXIT_USAGE,
-            )
+        _check_dataset(destination, dataset_name, pipeline_name)
         source = v.load_source()()
         if resources:
             wanted = [r.strip() for r in resources.split(",") if r.strip()]
@@ -226,7 +221,7 @@ def run(
             v,
             source,
             pipeline_name=pipeline_name,
-            destination=destination,
+            destination=_destination(destination, pipeline_name),
             dataset_name=dataset_name,
             full_refresh=full_refresh,
             destination_name=destination,
@@ -234,6 +229,157 @@ def run(
     except Exception as exc:
         _fail(exc, vendor, debug)
     _print_summary(vendor, result)
+
+
+def _destination(name: str, pipeline_name: str) -> Any:
+    """DuckDB as an explicit file (``<pipeline_name>.duckdb`` unless configured otherwise), so a
+    DuckDB setting in ``.dlt/config.toml`` (the memory cap) never stands in for its credentials
+    and a backfill window writes to the scheduled pipeline's file; other names as they are."""
+    from pipelines.backfill import destination_for
+
+    return destination_for(name, pipeline_name)
+
+
+def _check_dataset(destination: str, dataset_name: str, pipeline_name: str) -> None:
+    if destination == "duckdb" and dataset_name == pipeline_name:
+        # DuckDB names the attached database after its file, <pipeline_name>.duckdb; a schema of
+        # the same name makes every "<name>.<table>" reference ambiguous and the load fails
+        raise CliFailure(
+            f"--dataset-name {dataset_name!r} equals the pipeline name, which DuckDB refuses "
+            f"(database {pipeline_name}.duckdb); choose another dataset name",
+            EXIT_USAGE,
+        )
+
+
+@main.command()
+@click.argument("vendor")
+@click.option("--resource", "resource", required=True, help="The time-windowed resource to backfill.")
+@click.option("--from", "start", required=True, help="Start of the range (ISO 8601, UTC unless an offset is given).")
+@click.option("--to", "end", required=True, help="End of the range, excluded (ISO 8601).")
+@click.option("--window", "window", default="1d", show_default=True, help="Window size: 1h, 6h, 1d, 7d …")
+@click.option("--workers", default=1, show_default=True, type=int, help="Windows loaded at the same time.")
+@click.option("--destination", default="duckdb", show_default=True, help="The scheduled pipeline's destination.")
+@click.option("--dataset-name", default=None, help="The scheduled pipeline's dataset; default: <vendor>_data.")
+@click.option("--pipeline-name", default=None, help="The scheduled pipeline's name; default: the vendor.")
+@click.option("--force", is_flag=True, help="Read finished windows again (and merge) instead of skipping them.")
+@_debug_option
+def backfill(
+    vendor: str,
+    resource: str,
+    start: str,
+    end: str,
+    window: str,
+    workers: int,
+    destination: str,
+    dataset_name: str | None,
+    pipeline_name: str | None,
+    force: bool,
+    debug: bool,
+) -> None:
+    """Load [FROM, TO) of one time-windowed resource of VENDOR as independent windows.
+
+    Each window is its own re-runnable job (its own dlt pipeline and state) loading into the
+    scheduled pipeline's destination and dataset; the scheduled cursor never moves. A finished
+    window is skipped on a re-run unless --force."""
+    from pipelines import backfill as bf
+    from sources.common.errors import CdpSyncError
+    from sources.common.window import Window, parse_instant
+
+    try:
+        v = _vendor(vendor)
+        windowed = bf.backfill_resources(vendor)
+        if resource not in windowed:
+            listed = "; ".join(f"{r} (by {axis})" for r, axis in windowed.items()) or "none"
+            raise CliFailure(f"{vendor} {resource!r} is not a time-windowed resource; backfillable: {listed}",
+                             EXIT_USAGE)
+        try:
+            t1, t2 = parse_instant(start, "--from"), parse_instant(end, "--to")
+            windows = bf.plan_windows(t1, t2, bf.parse_window_size(window))
+        except (ValueError, CdpSyncError) as exc:
+            raise CliFailure(str(exc), EXIT_USAGE) from None
+        if workers < 1:
+            raise CliFailure(f"--workers must be at least 1, not {workers}", EXIT_USAGE)
+        pipeline_name = pipeline_name or vendor
+        dataset_name = dataset_name or default_dataset(vendor)
+        _check_dataset(destination, dataset_name, pipeline_name)
+        # the source's configuration (API key, options) is checked once, before any window starts
+        v.load_source()(window_start=windows[0].start, window_end=windows[0].end).with_resources(resource)
+    except Exception as exc:
+        _fail(exc, vendor, debug)
+
+    click.echo(
+        f"{vendor}.{resource}: backfill {Window(t1, t2).label} by {windowed[resource]}: {len(windows)} window"
+        f"{'s' if len(windows) != 1 else ''} of {window}, {min(workers, len(windows))} at a time",
+        err=True,
+    )
+
+    def progress(kind: str, result: bf.WindowResult) -> None:
+        label = f"{vendor}.{resource}[{result.window.label}]"
+        if kind == "start":
+            click.echo(f"{label}: started", err=True)
+        elif result.status == bf.SKIPPED:
+            click.echo(f"{label}: skipped, {result.note} ({result.rows:,} rows)", err=True)
+        elif result.status == bf.DONE:
+            note = f"; {result.note}" if result.note else ""
+            click.echo(f"{label}: done, {result.rows:,} rows in {result.seconds:.1f} s{note}", err=True)
+        else:
+            message, _ = _explain(result.error, vendor) if result.error is not None else ("failed", 1)
+            result.note = message
+            if debug and result.error is not None:
+                from sources.common.redact import redact
+
+                click.echo(redact("".join(traceback.format_exception(result.error))), err=True)
+            click.echo(f"{label}: FAILED after {result.seconds:.1f} s: {message}", err=True)
+
+    started = time.monotonic()
+    results = bf.run_backfill(
+        vendor, resource, windows, workers=workers, on_event=progress, pipeline_name=pipeline_name,
+        destination=destination, dataset_name=dataset_name, force=force,
+        loader_file_format="parquet" if destination in PARQUET_DESTINATIONS else None,
+    )
+    _print_backfill_table(results, time.monotonic() - started)
+    failed = bf.failed_ranges(results)
+    if failed:
+        click.echo(f"\n{sum(r.status == bf.FAILED for r in results)} window(s) failed; re-run just those with:")
+        for a, b in failed:
+            click.echo("  " + _rerun_command(vendor, resource, a, b, window, workers, destination,
+                                             dataset_name if dataset_name != default_dataset(vendor) else None,
+                                             pipeline_name if pipeline_name != vendor else None))
+        sys.exit(EXIT_FAILED)
+
+
+def _print_backfill_table(results: list[Any], seconds: float) -> None:
+    from pipelines import backfill as bf
+
+    click.echo(f"  {'window':<44} {'status':<8} {'rows':>10} {'seconds':>8}  note")
+    for r in results:
+        note = r.note if len(r.note) <= 120 else r.note[:119] + "…"
+        click.echo(f"  {r.window.label:<44} {r.status:<8} {r.rows:>10,} {r.seconds:>8.1f}  {note}".rstrip())
+    n = {s: sum(r.status == s for r in results) for s in (bf.DONE, bf.SKIPPED, bf.FAILED)}
+    loaded = sum(r.rows for r in results if r.status == bf.DONE)
+    click.echo(
+        f"  total: {len(results)} windows: {n[bf.DONE]} done ({loaded:,} rows loaded), {n[bf.SKIPPED]} skipped "
+        f"(already done), {n[bf.FAILED]} failed; {seconds:.1f} s"
+    )
+
+
+def _rerun_command(vendor: str, resource: str, a: Any, b: Any, window: str, workers: int, destination: str,
+                   dataset_name: str | None, pipeline_name: str | None) -> str:
+    import shlex
+
+    from sources.common.window import iso
+
+    args = ["cdp-sync", "backfill", vendor, "--resource", resource, "--from", iso(a), "--to", iso(b),
+            "--window", window]
+    if workers != 1:
+        args += ["--workers", str(workers)]
+    if destination != "duckdb":
+        args += ["--destination", destination]
+    if dataset_name:
+        args += ["--dataset-name", dataset_name]
+    if pipeline_name:
+        args += ["--pipeline-name", pipeline_name]
+    return " ".join(shlex.quote(x) for x in args)
 
 
 @main.command()

@@ -78,6 +78,12 @@ class Window:
             )
         return cls(start, end)
 
+    @classmethod
+    def day(cls, day: Any) -> Window:
+        """The UTC day holding ``day`` (a ``YYYY-MM-DD`` partition key, a date or a datetime)."""
+        start = parse_instant(day, "day").start_of("day")
+        return cls(start, start.add(days=1))
+
     @property
     def label(self) -> str:
         return f"{iso(self.start)}..{iso(self.end)}"
