@@ -46,6 +46,7 @@ the buckets partition the users, so the union of split scans is the single scan.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import itertools
@@ -64,7 +65,7 @@ from starlette.routing import Route
 from emulators.common.backend import MutationError
 
 from .data import DEFAULT_EPOCH, Account, derive, rfc3339
-from .filterql import All, FilterQLError, evaluate, indexed_range, parse
+from .filterql import All, FilterQLError, compile_expr, indexed_range, parse
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
@@ -106,6 +107,13 @@ def list_param(request: Request, name: str) -> list[str] | None:
             v = v[1:-1]
         out += [p.strip().strip("\"'") for p in v.split(",") if p.strip()]
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> Any:
+    """:func:`parse`, once per distinct query text (a scan sends its query with every page; the
+    parsed query is immutable). A text that does not parse raises every time."""
+    return parse(text)
 
 
 @dataclass
@@ -310,7 +318,7 @@ class LyticsBackend:
         if not text.strip():
             text = request.query_params.get("segments") or ""
         try:
-            query = parse(text)
+            query = _parse(text)
         except FilterQLError as exc:
             return error(400, f"Failed parsing segment QL {exc}")
         table = request.query_params.get("table")
@@ -345,11 +353,14 @@ class LyticsBackend:
     def _snapshot(self, table: str, expr: Any, buckets: set[int] | None) -> Any:
         acct = self.account
         now = acct.clock.now()
+        matches = compile_expr(expr)
         if table == "content":
             idxs = range(acct.n_docs)
             if buckets is not None:
                 idxs = [i for i in idxs if acct.bucket(i ^ 0x3C3C) in buckets]
-            return [i for i in idxs if isinstance(expr, All) or self._doc_matches(expr, i, now)]
+            if isinstance(expr, All):
+                return list(idxs)
+            return [i for i in idxs if self._doc_matches(matches, i, now)]
         rng = indexed_range(expr, "_modified", now)
         if rng is not None:
             candidates: Any = acct.modified_between(*rng)
@@ -361,17 +372,17 @@ class LyticsBackend:
             candidates = range(acct.n_users)
         if isinstance(expr, All):
             return candidates
-        return [s for s in candidates if self._user_matches(expr, s, now)]
+        return [s for s in candidates if self._user_matches(matches, s, now)]
 
-    def _user_matches(self, expr: Any, slot: int, now: int) -> bool:
+    def _user_matches(self, matches: Any, slot: int, now: int) -> bool:
         acct = self.account
-        cache: dict[str, Any] = {}
-        return evaluate(expr, lambda f: acct.user_value(slot, f, cache),
-                        lambda slug: acct._include(slug, slot, cache.get("row"), 0), now)
+        cache: dict[str, Any] = {}  # the row is rendered only if a field other than _modified is read
+        return matches(lambda f: acct.user_value(slot, f, cache),
+                       lambda slug: acct._include(slug, slot, cache.get("row"), 0), now)
 
-    def _doc_matches(self, expr: Any, idx: int, now: int) -> bool:
+    def _doc_matches(self, matches: Any, idx: int, now: int) -> bool:
         acct = self.account
-        return evaluate(expr, acct.doc(idx).get, lambda slug: acct._include_doc(slug, idx, 0), now)
+        return matches(acct.doc(idx).get, lambda slug: acct._include_doc(slug, idx, 0), now)
 
     def _scan(self, request: Request, what: str, table: str, expr: Any) -> Response:
         q = request.query_params
@@ -423,10 +434,13 @@ class LyticsBackend:
             chunk = scan.slots[pos:end]
             if end < len(scan.slots) and self._take_fault("expire_scans", page_no, key="after_pages"):
                 self._scans.pop(scan.id, None)  # the token handed out with this page is dead
+        rows: list[Any]
         if table == "content":
             rows = [self.account.doc(i) for i in chunk]
-        else:
-            rows = [self.account.user(s) for s in chunk]
+        elif fields:
+            rows = [orjson.loads(self.account.user_json(s)) for s in chunk]
+        else:  # rendered rows go into the page as they are (orjson.Fragment: no re-encoding)
+            rows = [orjson.Fragment(self.account.user_json(s)) for s in chunk]
         if fields:
             keep = set(fields)
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]

@@ -17,13 +17,16 @@ Timestamps render as Go's ``RFC3339Nano`` does (UTC, trailing fraction zeros tri
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
-from .filterql import evaluate
+import orjson
+
+from .filterql import compile_expr, includes_of, uses_now
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
 NS = 1_000_000_000
@@ -31,6 +34,11 @@ DAY_NS = 86400 * NS
 YEAR_NS = 365 * DAY_NS
 #: generated history ends here (deterministic); the live clock moves on from the wall clock
 DEFAULT_EPOCH = "2026-01-01T00:00:00Z"
+#: rendered rows kept (serialised) for the scans; about 0.6 KB each
+ROW_CACHE_MAX = 250_000
+#: how deep ``INCLUDE`` is followed before a membership answers false (a loop guard)
+MAX_INCLUDE_DEPTH = 8
+_SEGMENTS_KEY = "\x00segments"
 
 FIRST = ["ada", "ben", "chloe", "dev", "eva", "femi", "gus", "hana", "ivan", "jun", "kira", "leo", "mia", "noor"]
 LAST = ["adams", "brown", "chen", "diaz", "evans", "fischer", "garcia", "hall", "ito", "jones", "khan", "lopez"]
@@ -42,6 +50,9 @@ DOMAINS = ["example.com", "mail.example.org", "corp.example.net"]
 CHANNELS = ["web", "email", "mobile", "sms"]
 TOPICS = ["yogurt", "running", "travel", "finance", "cooking", "music", "gardening", "chess", "cycling"]
 SITES = ["www.acme-foods.example", "blog.acme-foods.example"]
+_TITLE = {w: w.title() for w in FIRST + LAST}
+#: ``channels`` for each 4-bit pattern (bit i: CHANNELS[i]; none set: web)
+_CHANNEL_SETS = [[c for i, c in enumerate(CHANNELS) if (bits >> i) & 1] or ["web"] for bits in range(16)]
 
 
 def derive(seed: int, *names: object) -> int:
@@ -60,10 +71,20 @@ def mix64(x: int) -> int:
 def rfc3339(ns: int) -> str:
     """Epoch nanoseconds as Go's ``time.RFC3339Nano`` in UTC (fraction zeros trimmed)."""
     secs, frac = divmod(ns, NS)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    days, rem = divmod(secs, 86400)
+    day = _DAYS.get(days)
+    if day is None:
+        day = time.strftime("%Y-%m-%dT", time.gmtime(days * 86400))
+        if len(_DAYS) < 100_000:
+            _DAYS[days] = day
     if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
-    return text + "Z"
+        return day + _HMS[rem] + "." + f"{frac:09d}".rstrip("0") + "Z"
+    return day + _HMS[rem] + "Z"
+
+
+#: day number -> ``YYYY-MM-DDT`` (filled as days are met), second of the day -> ``HH:MM:SS``
+_DAYS: dict[int, str] = {}
+_HMS = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
 
 
 def rfc3339_s(ns: int) -> str:
@@ -251,8 +272,8 @@ class Account:
             row["email"] = f"{first}.{last}{slot}@{DOMAINS[(h >> 14) % len(DOMAINS)]}"
         if (h >> 16) % 10 < 7:
             row["user_id"] = str(100000 + slot)
-        row["first_name"] = first.title()
-        row["last_name"] = last.title()
+        row["first_name"] = _TITLE[first]
+        row["last_name"] = _TITLE[last]
         row["city"] = city
         row["country"] = country
         row["score_intensity"] = str((h >> 40) % 101)  # numbers as strings, as the API sends them
@@ -260,8 +281,12 @@ class Account:
         row["visitct"] = str(1 + h2 % 500)
         row["ltv"] = f"{(h2 >> 10) % 100000 / 100:.2f}"
         row["is_subscriber"] = ((h2 >> 30) & 3) == 0
-        row["channels"] = [c for i, c in enumerate(CHANNELS) if (h2 >> (32 + i)) & 1] or ["web"]
-        row["hourly"] = {str((h2 >> (40 + 5 * k)) % 24): int(1 + (h2 >> (10 + 3 * k)) % 7) for k in range(3)}
+        row["channels"] = list(_CHANNEL_SETS[(h2 >> 32) & 15])
+        hourly = {}  # as {str((h2 >> (40 + 5k)) % 24): 1 + (h2 >> (10 + 3k)) % 7 for k in 0, 1, 2}
+        hourly[str((h2 >> 40) % 24)] = 1 + (h2 >> 10) % 7
+        hourly[str((h2 >> 45) % 24)] = 1 + (h2 >> 13) % 7
+        hourly[str((h2 >> 50) % 24)] = 1 + (h2 >> 16) % 7
+        row["hourly"] = hourly
         c, m = self.created[slot], self.modified[slot]
         row["last_visit_ts"] = rfc3339(c + (m - c) // 2 - (m - c) // 2 % NS)
         return row
@@ -275,9 +300,64 @@ class Account:
         row["_created"] = rfc3339(self.created[slot])
         row["_modified"] = rfc3339(self.modified[slot])
         if with_segments:
-            row["segments"] = [s.d.slug for s in self.segments if s.d.table == "user" and s.d.is_public
-                               and self.in_segment(s, slot, row)]
+            row["segments"] = self._public_segments(slot, row, self.clock.now(), {})
         return row
+
+    def user_json(self, slot: int) -> bytes:
+        """``user(slot)`` serialised, from a cache of rendered rows when the data has not changed.
+
+        An entry is tagged with :attr:`version` as it was *before* the row was read, and is used
+        only while the version is still that one: every change to the data (``add_user``,
+        ``update_user`` through the control plane and ``/collect``, a mid-scan modification)
+        bumps the version, so a row rendered before or during a change is never served after it.
+        Rows are cached only while no public segment's membership moves with the clock
+        (:attr:`row_cache_enabled`); the cache holds at most :data:`ROW_CACHE_MAX` rows."""
+        version = self.version
+        hit = self._row_cache.get(slot)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        data = orjson.dumps(self.user(slot))
+        if self.row_cache_enabled:
+            with self._row_cache_lock:
+                if len(self._row_cache) >= ROW_CACHE_MAX:
+                    del self._row_cache[next(iter(self._row_cache))]
+                self._row_cache[slot] = (version, data)
+        return data
+
+    def _row_getter(self, slot: int, row: dict[str, Any], now: int, memo: dict[str, Any]) -> Any:
+        """``get(field)`` over a rendered row (without ``segments``) for segment evaluation;
+        ``segments`` is the row's public segment list, worked out on first use."""
+        def get(name: str) -> Any:
+            if name == "segments":
+                if _SEGMENTS_KEY not in memo:
+                    memo[_SEGMENTS_KEY] = self._public_segments(slot, row, now, memo)
+                return memo[_SEGMENTS_KEY]
+            return row.get(name)
+
+        return get
+
+    def _public_segments(self, slot: int, row: dict[str, Any], now: int, memo: dict[str, Any]) -> list[str]:
+        get = self._row_getter(slot, row, now, memo)
+        return [s.d.slug for s in self._public_user_segments if self._member(s, slot, get, now, memo, 0)]
+
+    def _member(self, seg: Segment, slot: int, get: Any, now: int, memo: dict[str, Any], depth: int) -> bool:
+        """Is user ``slot`` in ``seg``? Answers are memoised per row in ``memo`` (an ``INCLUDE``d
+        segment is evaluated once per row): exact because segment definitions are fixed and their
+        ``INCLUDE`` chains are acyclic and shallow (checked in ``_build_segments``), so the depth
+        guard never cuts an evaluation short."""
+        if depth > MAX_INCLUDE_DEPTH:
+            return False
+        hit = memo.get(seg.id)
+        if hit is not None:
+            return hit
+
+        def include(slug: str) -> bool:
+            inc = self.segment(slug, "user")
+            return inc is not None and self._member(inc, slot, get, now, memo, depth + 1)
+
+        answer = self.compiled[seg.id](get, include, now)
+        memo[seg.id] = answer
+        return answer
 
     def user_value(self, slot: int, name: str, cache: dict[str, Any]) -> Any:
         if name == "_modified":
@@ -289,8 +369,7 @@ class Account:
         row = cache["row"]
         if name == "segments":
             if "segments" not in cache:
-                cache["segments"] = [s.d.slug for s in self.segments if s.d.table == "user" and s.d.is_public
-                                     and self.in_segment(s, slot, row)]
+                cache["segments"] = self._public_segments(slot, row, self.clock.now(), {})
             return cache["segments"]
         return row.get(name)
 
@@ -385,7 +464,34 @@ class Account:
             )
         self.parsed = {s.id: parse(s.d.ql) for s in self.segments}
         self._by_ident = {**{s.d.slug: s for s in self.segments}, **{s.id: s for s in self.segments}}
+        self._plan_segments()
         self._sizes: tuple[int, dict[str, int]] | None = None
+
+    def _plan_segments(self) -> None:
+        """Compile every definition once, check their ``INCLUDE`` chains, and decide whether
+        rendered rows may be cached: not when a public user segment (or one it includes) uses
+        date math, whose answer moves with the clock (``advance_clock``, or just time passing)."""
+        self.compiled = {s.id: compile_expr(self.parsed[s.id].expr) for s in self.segments}
+        self._public_user_segments = [s for s in self.segments if s.d.table == "user" and s.d.is_public]
+
+        def reach(seg: Segment, path: tuple[str, ...]) -> tuple[int, bool]:
+            """(height of the INCLUDE chain below seg, does anything on it use the clock)"""
+            if seg.id in path:
+                raise ValueError(f"segment {seg.d.slug!r} includes itself")
+            height, clock = 0, uses_now(self.parsed[seg.id].expr)
+            for slug in includes_of(self.parsed[seg.id].expr):
+                inc = self.segment(slug, seg.d.table)
+                if inc is not None:
+                    h, c = reach(inc, (*path, seg.id))
+                    height, clock = max(height, h + 1), clock or c
+            return height, clock
+
+        plan = {s.id: reach(s, ()) for s in self.segments}
+        if max(h for h, _ in plan.values()) > MAX_INCLUDE_DEPTH - 2:
+            raise ValueError("segment INCLUDE chains are too deep for the emulator's depth guard")
+        self.row_cache_enabled = not any(plan[s.id][1] for s in self._public_user_segments)
+        self._row_cache: dict[int, tuple[int, bytes]] = {}
+        self._row_cache_lock = threading.Lock()
 
     def segment(self, ident: str, table: str | None = None) -> Segment | None:
         hit = self._by_ident.get(ident)
@@ -397,18 +503,16 @@ class Account:
         return None
 
     def in_segment(self, seg: Segment, slot: int, row: dict[str, Any] | None = None, depth: int = 0) -> bool:
-        if depth > 8:
-            return False
-        cache: dict[str, Any] = {"row": row} if row is not None else {}
+        now = self.clock.now()
         if seg.d.table == "content":
+            if depth > MAX_INCLUDE_DEPTH:
+                return False
             doc = self.doc(slot)
-            return evaluate(self.parsed[seg.id].expr, doc.get, lambda s: self._include_doc(s, slot, depth), self.clock.now())
-        return evaluate(
-            self.parsed[seg.id].expr,
-            lambda f: self.user_value(slot, f, cache),
-            lambda slug: self._include(slug, slot, cache.get("row"), depth),
-            self.clock.now(),
-        )
+            return self.compiled[seg.id](doc.get, lambda s: self._include_doc(s, slot, depth), now)
+        if row is None:
+            row = self.user(slot, with_segments=False)
+        memo: dict[str, Any] = {}
+        return self._member(seg, slot, self._row_getter(slot, row, now, memo), now, memo, depth)
 
     def _include(self, slug: str, slot: int, row: dict[str, Any] | None, depth: int) -> bool:
         seg = self.segment(slug, "user")
@@ -421,17 +525,22 @@ class Account:
     def sizes(self) -> dict[str, int]:
         """Members per segment, computed once per data version (a full pass)."""
         if self._sizes is None or self._sizes[0] != self.version:
+            version = self.version
             counts = {s.id: 0 for s in self.segments}
+            user_segs = [s for s in self.segments if s.d.table == "user"]
+            now = self.clock.now()
             for slot in range(self.n_users):
                 row = self.user(slot, with_segments=False)
-                for s in self.segments:
-                    if s.d.table == "user" and self.in_segment(s, slot, row):
+                memo: dict[str, Any] = {}
+                get = self._row_getter(slot, row, now, memo)
+                for s in user_segs:
+                    if self._member(s, slot, get, now, memo, 0):
                         counts[s.id] += 1
             for idx in range(self.n_docs):
                 for s in self.segments:
                     if s.d.table == "content" and self.in_segment(s, idx):
                         counts[s.id] += 1
-            self._sizes = (self.version, counts)
+            self._sizes = (version, counts)
         return self._sizes[1]
 
     def segment_record(self, s: Segment) -> dict[str, Any]:

@@ -415,3 +415,164 @@ def indexed_range(expr: Any, field: str, now_ns: int) -> tuple[int | None, bool,
                 if high is None or ns < high or (ns == high and not inc):
                     high, high_inc = ns, inc
     return (low, low_inc, high, high_inc) if found else None
+
+
+# ------------------------------------------------------------------------------- compilation
+
+Predicate = Callable[[Getter, Callable[[str], bool], int], bool]
+Comparator = Callable[[Any, int], bool]
+
+
+def uses_now(expr: Any) -> bool:
+    """Does ``expr`` hold date math (``now``, ``now-30d`` …), so its answer moves with the clock?
+    (``INCLUDE`` is not followed: the caller resolves included segments.)"""
+    if isinstance(expr, (And, Or)):
+        return any(uses_now(p) for p in expr.parts)
+    if isinstance(expr, Not):
+        return uses_now(expr.part)
+    if isinstance(expr, Compare):
+        values = expr.value if expr.op == "in" else (expr.value,)
+        return any(_is_date_math(v) for v in values)
+    if isinstance(expr, Between):
+        return _is_date_math(expr.low) or _is_date_math(expr.high)
+    return False
+
+
+def includes_of(expr: Any) -> set[str]:
+    """Slugs an expression ``INCLUDE``s (not followed further)."""
+    if isinstance(expr, (And, Or)):
+        return set().union(*(includes_of(p) for p in expr.parts))
+    if isinstance(expr, Not):
+        return includes_of(expr.part)
+    if isinstance(expr, Include):
+        return {expr.slug}
+    return set()
+
+
+def _is_date_math(literal: Any) -> bool:
+    if not isinstance(literal, str):
+        return False
+    text = literal.strip()
+    return text[:3].lower() == "now" and _DATE_MATH.match(text) is not None
+
+
+def compile_compare(op: str, literal: Any) -> Comparator:
+    """``_compare(actual, op, literal, now)`` with everything that depends only on the literal
+    worked out once. Scalars (``str``, ``int``, ``float``) take the fast path below, which
+    follows ``_compare`` step by step; every other value (lists, maps, booleans) and every
+    boolean literal goes to ``_compare`` itself, so the answers are the same by construction
+    (``tests/emulators/test_lytics_filterql.py`` checks it on generated values)."""
+    if op == "in":
+        subs = [compile_compare("=", v) for v in literal]
+
+        def compare_in(actual: Any, now_ns: int) -> bool:
+            t = type(actual)
+            if t is str or t is int or t is float:
+                return any(c(actual, now_ns) for c in subs)
+            return _compare(actual, op, literal, now_ns)
+
+        return compare_in
+    if op == "contains" or isinstance(literal, bool):
+        return lambda actual, now_ns: _compare(actual, op, literal, now_ns)
+    lit_is_str = isinstance(literal, str)
+    dated = lit_is_str and _is_date_math(literal)
+    # a fixed date literal parses once; date math moves with ``now``
+    fixed_ns = _absolute(literal.strip()) if lit_is_str and not dated else None
+    b_num = _as_number(literal)
+    lit_text = str(literal)
+    order = _ORDER[op]
+
+    def compare(actual: Any, now_ns: int) -> bool:
+        t = type(actual)
+        if t is str:
+            if lit_is_str:
+                b_ns = parse_instant(literal, now_ns) if dated else fixed_ns
+                if b_ns is not None:
+                    a_ns = parse_instant(actual, now_ns)
+                    if a_ns is not None:
+                        return order(a_ns, b_ns)
+            if b_num is not None:
+                a_num = _as_number(actual)
+                if a_num is not None:
+                    return order(a_num, b_num)
+            text = actual
+        elif t is int or t is float:
+            if b_num is not None:
+                return order(float(actual), b_num)
+            text = str(actual)
+        else:
+            return _compare(actual, op, literal, now_ns)
+        if op == "=":
+            return text == lit_text
+        if op == "!=":
+            return text != lit_text
+        return False
+
+    return compare
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def compile_expr(expr: Any) -> Predicate:
+    """``expr`` as a function ``(get, include, now_ns) -> bool`` answering exactly as
+    :func:`evaluate` does, with literals parsed once (saved segments are evaluated for every
+    profile a scan renders)."""
+    if isinstance(expr, All):
+        return lambda get, include, now_ns: True
+    if isinstance(expr, And):
+        parts = [compile_expr(p) for p in expr.parts]
+
+        def all_of(get: Getter, include: Callable[[str], bool], now_ns: int) -> bool:
+            for p in parts:
+                if not p(get, include, now_ns):
+                    return False
+            return True
+
+        return all_of
+    if isinstance(expr, Or):
+        parts = [compile_expr(p) for p in expr.parts]
+
+        def any_of(get: Getter, include: Callable[[str], bool], now_ns: int) -> bool:
+            for p in parts:
+                if p(get, include, now_ns):
+                    return True
+            return False
+
+        return any_of
+    if isinstance(expr, Not):
+        inner = compile_expr(expr.part)
+        return lambda get, include, now_ns: not inner(get, include, now_ns)
+    if isinstance(expr, Include):
+        slug = expr.slug
+        return lambda get, include, now_ns: include(slug)
+    field = expr.field
+    if isinstance(expr, Exists):
+
+        def exists(get: Getter, include: Callable[[str], bool], now_ns: int) -> bool:
+            value = get(field)
+            return value is not None and value != "" and value != []
+
+        return exists
+    if isinstance(expr, Between):
+        low, high = compile_compare(">=", expr.low), compile_compare("<=", expr.high)
+
+        def between(get: Getter, include: Callable[[str], bool], now_ns: int) -> bool:
+            value = get(field)
+            return value is not None and low(value, now_ns) and high(value, now_ns)
+
+        return between
+    cmp = compile_compare(expr.op, expr.value)
+
+    def compare(get: Getter, include: Callable[[str], bool], now_ns: int) -> bool:
+        value = get(field)
+        return value is not None and cmp(value, now_ns)
+
+    return compare
