@@ -93,3 +93,15 @@ def fault_for(path_regex: str, status: int = 400, method: str | None = None, **b
     if method:
         rule["method"] = method
     return rule
+
+
+def keys_by_window(con: duckdb.DuckDBPyConnection, table: str, key_sql: str, results: list[WindowResult],
+                   dataset: str = DATASET) -> list[list[tuple]]:
+    """For each window (in order), the sorted keys of the rows its own load wrote."""
+    out = []
+    for r in results:
+        ids = {row[0] for row in con.execute(
+            f"select _dlt_load_id from {dataset}._dlt_pipeline_state where pipeline_name = ?",
+            [r.pipeline_name]).fetchall()}
+        out.append(sorted(keys_loaded_by(con, table, key_sql, ids, dataset)))
+    return out

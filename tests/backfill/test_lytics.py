@@ -3,6 +3,7 @@ loopback."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pendulum
@@ -20,6 +21,7 @@ from .helpers import (
     assert_all,
     backfill,
     connect,
+    keys_by_window,
     keys_loaded_by,
     scheduled_state,
     table_rows,
@@ -85,6 +87,21 @@ def test_users_backfill_exactly_without_moving_the_schedule(emu, ctl, make_pipel
                   loader_file_format="parquet").raise_on_failed_jobs()
     with connect(tmp_path) as con:
         assert_users_equal(con, ctl, ctl.export("users"))
+
+
+def test_users_tied_on_a_window_boundary_land_in_exactly_one_window(emu, ctl, tmp_path):
+    users = ctl.export("users")
+    stamp, count = Counter(rfc3339(u["_modified"]) for u in users).most_common(1)[0]
+    assert count > 50, "a bulk import: many profiles share one _modified instant"
+    boundary = pendulum.instance(stamp)
+    t1, t2 = boundary.subtract(days=3), boundary.add(days=3)
+    results = backfill(emu, "lytics", "users", t1, t2, "3d", tmp_path, workers=2)
+    assert_all(results)
+    with connect(tmp_path) as con:
+        before, after = keys_by_window(con, "users", "_uid", results)
+    assert before == sorted((u["_uid"],) for u in users_in(ctl, t1, boundary))
+    assert after == sorted((u["_uid"],) for u in users_in(ctl, boundary, t2))
+    assert len(after) >= count
 
 
 def test_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_path):

@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .helpers import (
     assert_all,
     backfill,
     connect,
+    keys_by_window,
     keys_loaded_by,
     scheduled_state,
     table_rows,
@@ -113,6 +115,21 @@ def test_sessions_and_summaries_backfill_exactly_without_moving_the_schedule(emu
     with connect(tmp_path) as con:
         assert_table_equals(con, DATASET, S.SESSIONS_ARCHIVE, ctl.export("sessions_archive"))
         assert_table_equals(con, DATASET, S.SUMMARY_ACTIONS, ctl.export("summary_actions"))
+
+
+def test_users_tied_on_a_window_boundary_land_in_exactly_one_window(emu, ctl, tmp_path):
+    users = ctl.export("users")
+    tied = Counter(int(u["data_last_modified"]) for u in users).most_common(1)[0]
+    assert tied[1] > 50, "a run of users sharing one second, longer than a page of 50"
+    boundary = pendulum.from_timestamp(tied[0])
+    t1, t2 = boundary.subtract(days=2), boundary.add(days=2)
+    results = backfill(emu, "personyze", "users", t1, t2, "2d", tmp_path, workers=2)
+    assert_all(results)
+    with connect(tmp_path) as con:
+        before, after = keys_by_window(con, "users", "user_id", results)
+    assert before == sorted((int(u["user_id"]),) for u in in_range(users, "data_last_modified", t1, boundary))
+    assert after == sorted((int(u["user_id"]),) for u in in_range(users, "data_last_modified", boundary, t2))
+    assert [r.rows for r in results] == [len(before), len(after)]
 
 
 def test_bounded_mode_returns_only_windowed_resources_and_refuses_half_a_window(emu):

@@ -4,13 +4,17 @@ emulator over HTTPS on loopback."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from collections import Counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import dlt
 import pendulum
 import pytest
 
 from pipelines.backfill import DONE, FAILED, SKIPPED
+from sources.common.hints import DEDUPLICATED
 from sources.posthog import posthog_source
 from sources.posthog import settings as S
 from tests.posthog.helpers import max_overlap, queries
@@ -23,6 +27,7 @@ from .helpers import (
     assert_all,
     backfill,
     connect,
+    keys_by_window,
     keys_loaded_by,
     scheduled_state,
     table_rows,
@@ -99,13 +104,36 @@ def test_events_and_summaries_backfill_exactly_without_moving_the_schedule(emu, 
     with connect(tmp_path) as con:
         assert all_loads(con) == loaded, "re-running finished windows loads nothing"
 
-    # the schedule carries on from its own cursors and ends equal to the emulator
+    # the schedule carries on from its own cursors and ends equal to the emulator, even when its
+    # local folder is gone and its state comes back from the dataset the windows also wrote to
+    shutil.rmtree(tmp_path / "pipelines" / SCHEDULED)
     ctl.mutate({"op": "add_events", "count": 12, "late_seconds": 600})
+    scheduled = make_pipeline(SCHEDULED)
     scheduled.run(posthog_source(api_key=emu.api_key, base_url=emu.base_url).with_resources(*resources),
                   loader_file_format="parquet").raise_on_failed_jobs()
     assert scheduled.last_trace.last_normalize_info.row_counts["events"] == 12
     with connect(tmp_path) as con:
         assert_matches_emulator(con, DATASET, ctl, *resources)
+    # a window's rows are unique (its merge skips de-duplication); the scheduled run's may not be,
+    # and it says so on every run, whatever schema it restored
+    window = dlt.attach(pipeline_name=events[0].pipeline_name, pipelines_dir=str(tmp_path / "pipelines"))
+    assert window.default_schema.tables["events"][DEDUPLICATED] is True
+    assert scheduled.default_schema.tables["events"][DEDUPLICATED] is False
+
+
+def test_events_tied_on_a_window_boundary_land_in_exactly_one_window(emu, ctl, tmp_path):
+    events = ctl.export("events")
+    (pid, stamp), count = Counter((e["project_id"], at(e["timestamp"])) for e in events).most_common(1)[0]
+    assert count > 100, "a run of events sharing one microsecond"
+    boundary = pendulum.instance(stamp)
+    t1, t2 = boundary.subtract(days=1), boundary.add(days=1)
+    results = backfill(emu, "posthog", "events", t1, t2, "1d", tmp_path, workers=2, events_page_size=60)
+    assert_all(results)
+    with connect(tmp_path) as con:
+        before, after = keys_by_window(con, "events", "uuid::varchar", results)
+    assert before == sorted((e["uuid"],) for e in events_in(ctl, t1, boundary))
+    assert after == sorted((e["uuid"],) for e in events_in(ctl, boundary, t2))
+    assert sum(1 for e in events if at(e["timestamp"]) == stamp) == count and len(after) >= count
 
 
 def test_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_path):

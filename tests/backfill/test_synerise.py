@@ -20,6 +20,7 @@ from .helpers import (
     assert_all,
     backfill,
     connect,
+    keys_by_window,
     keys_loaded_by,
     scheduled_state,
     table_rows,
@@ -79,6 +80,14 @@ def test_events_backfill_exactly_without_moving_the_schedule(emu, ctl, make_pipe
     assert_all(again, SKIPPED)
     with connect(tmp_path) as con:
         assert all_loads(con) == loaded, "re-running finished windows loads nothing"
+        table = table_rows(con, "events", "event_uuid")
+
+    forced = backfill(emu, "synerise", "events", t1, t2, "1h", tmp_path, workers=3, force=True)
+    assert_all(forced)
+    assert [r.rows for r in forced] == [r.rows for r in results]
+    with connect(tmp_path) as con:
+        assert len(all_loads(con)) == len(loaded) + 3, "--force reads and loads every window again"
+        assert table_rows(con, "events", "event_uuid") == table, "... and merges the same content"
 
     # the schedule carries on from its own cursor and ends equal to the emulator
     ctl.mutate({"op": "add_events", "count": 20, "ago_ms": 3 * 60_000, "spread_ms": 60_000})
@@ -88,6 +97,21 @@ def test_events_backfill_exactly_without_moving_the_schedule(emu, ctl, make_pipe
     last_to = scheduled.state["sources"]["synerise"]["resources"]["events"]["last_run"]["window_to"]
     with connect(tmp_path) as con:
         assert_table_equals(con, DATASET, "events", events_in(ctl, first_from, last_to + 1))
+
+
+def test_events_on_a_window_boundary_land_in_exactly_one_window(emu, ctl, tmp_path):
+    t1, _ = reachable_range()
+    inside = events_in(ctl, ms(t1), ms(t1.add(hours=2)))
+    boundary_ms = inside[len(inside) // 2]["time"]  # a window boundary exactly on an event's millisecond
+    boundary = pendulum.from_timestamp(boundary_ms // 1000).add(microseconds=boundary_ms % 1000 * 1000)
+    a, b = boundary.subtract(hours=1), boundary.add(hours=1)
+    results = backfill(emu, "synerise", "events", a, b, "1h", tmp_path, workers=2)
+    assert_all(results)
+    with connect(tmp_path) as con:
+        before, after = keys_by_window(con, "events", "event_uuid", results)
+    assert before == sorted((e["eventUUID"],) for e in events_in(ctl, boundary_ms - 3_600_000, boundary_ms))
+    assert after == sorted((e["eventUUID"],) for e in events_in(ctl, boundary_ms, boundary_ms + 3_600_000))
+    assert any(e["time"] == boundary_ms for e in ctl.export("events") if (e["eventUUID"],) in after)
 
 
 def test_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_path):
