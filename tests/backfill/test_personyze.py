@@ -237,6 +237,7 @@ def test_cli_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_pa
     assert list(statuses.values()) == ["done", "failed", "done"], result.stdout
     assert "1 failed" in result.stdout
     assert "FAILED" in result.stderr and "400" in result.stderr
+    assert emu.api_key not in result.stdout + result.stderr, "the key never reaches the output"
     rerun = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("cdp-sync backfill")]
     assert len(rerun) == 1, result.stdout
     command = shlex.split(rerun[0])
