@@ -161,7 +161,7 @@ def finished_record(pipeline: Any, source_name: str, resource: str, window: Wind
     left pending there."""
     from dlt.common.destination.client import WithStateSync
     from dlt.common.destination.exceptions import DestinationUndefinedEntity
-    from dlt.common.versioned_state import decompress_state
+    from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
     try:
         with pipeline.destination_client() as client:
@@ -169,12 +169,10 @@ def finished_record(pipeline: Any, source_name: str, resource: str, window: Wind
                 if pipeline.has_pending_data:
                     return None
                 return window.recorded_in(_resource_state(pipeline.state, source_name, resource))
-            stored = client.get_stored_state(pipeline.pipeline_name)
+            stored = load_pipeline_state_from_destination(pipeline.pipeline_name, client)
     except DestinationUndefinedEntity:  # no dataset or no state table yet
         return None
-    if stored is None:
-        return None
-    return window.recorded_in(_resource_state(decompress_state(stored.state), source_name, resource))
+    return window.recorded_in(_resource_state(stored, source_name, resource))
 
 
 def _resource_state(state: Any, source_name: str, resource: str) -> dict[str, Any]:
