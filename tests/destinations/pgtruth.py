@@ -43,10 +43,6 @@ class PgConnection:
             rows = cur.fetchall() if cur.description else []
         return _Result([tuple(_as_duckdb(v) for v in r) for r in rows])
 
-    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        row = self.execute(sql, params).fetchone()
-        return row[0] if row else None
-
     def column_types(self, schema: str, table: str) -> dict[str, str]:
         return dict(self.execute(
             "select column_name, data_type from information_schema.columns "

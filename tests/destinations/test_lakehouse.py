@@ -10,6 +10,7 @@ in-memory DuckDB that holds the Arrow tables."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def ctl(emu: Any, control_for: Any) -> Any:
 def test_delta_merge_upserts_changed_rows_without_duplicates(case, emu, ctl, tmp_path, destination_pipeline):
     lake = tmp_path / "lake"
     pipeline = destination_pipeline(dlt.destinations.filesystem(lake.as_uri()), DATASET)
-    module = __import__(f"sources.{case.vendor}", fromlist=["_"])
+    module = importlib.import_module(f"sources.{case.vendor}")
 
     def load() -> dict[str, int]:
         src = getattr(module, f"{case.vendor}_source")(api_key=emu.api_key, base_url=emu.base_url)
