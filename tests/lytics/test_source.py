@@ -124,6 +124,18 @@ def test_second_run_without_changes_loads_nothing_with_few_requests(emu, ctl, ma
     assert len(log) <= 12, [e["path"] for e in log]
 
 
+def test_first_run_fingerprints_the_whole_lookback_window(emu, ctl, make_pipeline):
+    # two changes a moment apart: the older one lies inside the newest one's lookback window, so
+    # the first run (which skips fingerprints of rows further back) must still keep its rows
+    older = set(ctl.mutate({"op": "modify_users", "count": 40, "offset": 0})["uids"])
+    newer = set(ctl.mutate({"op": "modify_users", "count": 40, "offset": 1})["uids"])
+    pipeline = make_pipeline()
+    assert run(pipeline, source(emu, "users"))["users"] == SCALE
+    seen = pipeline.state["sources"]["lytics"]["resources"]["users"]["seen"]
+    assert older | newer <= set(seen) and len(seen) < SCALE
+    assert run(pipeline, source(emu, "users")).get("users", 0) == 0, "the window re-read is unchanged"
+
+
 def test_modified_profiles_tied_across_pages_are_picked_up_exactly(emu, ctl, make_pipeline, tmp_path):
     pipeline = make_pipeline()
     run(pipeline, source(emu, "users"))
