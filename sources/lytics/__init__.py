@@ -176,9 +176,13 @@ def _typed_value(kind: str, v: Any) -> Any:
         if kind == "bool" and isinstance(v, str) and v.lower() in ("true", "false"):
             return v.lower() == "true"
         if kind in ("map[string]int", "map[string]number") and isinstance(v, dict):
+            if not any(isinstance(x, str) for x in v.values()):
+                return v  # already numbers (the usual case): nothing to convert
             conv = int if kind.endswith("int") else float
             return {k: (conv(float(x)) if isinstance(x, str) else x) for k, x in v.items()}
         if kind in ("[]int", "[]number") and isinstance(v, list):
+            if not any(isinstance(x, str) for x in v):
+                return v
             conv = int if kind.endswith("int") else float
             return [conv(float(x)) if isinstance(x, str) else x for x in v]
     except (TypeError, ValueError):
@@ -190,13 +194,16 @@ def _typer(table: Table, kinds: dict[str, str]) -> Callable[[dict[str, Any]], di
     convert = {c: k for c, k in kinds.items() if c not in table.columns and k not in ("text", "iso")}
 
     def typed(row: dict[str, Any]) -> dict[str, Any]:
-        hits = [c for c in convert if c in row]
-        if not hits:
-            return row
-        row = dict(row)
-        for c in hits:
-            row[c] = _typed_value(convert[c], row[c])
-        return row
+        out = row
+        for c, kind in convert.items():
+            if c in row:
+                v = row[c]
+                t = _typed_value(kind, v)
+                if t is not v:
+                    if out is row:
+                        out = dict(row)  # the row as read stays as read
+                    out[c] = t
+        return out
 
     return typed
 
