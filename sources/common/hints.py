@@ -44,7 +44,9 @@ def merge_run_hints(item: Any, *, unique_in_run: bool) -> Any:
     ``unique_in_run`` (the resource's other hints are unchanged)."""
     _quiet_deliberate_dedup_warning()
     hints = dlt.mark.make_hints(
-        write_disposition={"disposition": "merge", "strategy": "delete-insert", "deduplicated": unique_in_run},
+        # no strategy: each destination keeps its default (delete-insert on SQL databases, where
+        # this matters; upsert on Delta tables, which do not support delete-insert)
+        write_disposition={"disposition": "merge", "deduplicated": unique_in_run},
         additional_table_hints={DEDUPLICATED: unique_in_run},
     )
     return dlt.mark.with_hints(item, hints)
