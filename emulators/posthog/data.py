@@ -4,8 +4,8 @@ Nothing large is materialised. Events and persons are *closed-form* sequences: r
 project's event stream is computed from ``(seed, project, i)`` on demand, and the stream is
 generated already sorted by the ClickHouse sort key ``(timestamp, uuid)``, so a seek is a binary
 search over the index (``bisect`` with a key function) and a page costs O(log n + page). Start-up
-is instant at a million persons, memory stays at a few MB, and late or added rows live in a small
-sorted *overlay* merged into every scan.
+is instant at a million persons, memory stays at a few MB (the rendered rows ``rows.py`` keeps are
+bounded separately), and late or added rows live in a small sorted *overlay* merged into every scan.
 
 Ordering and ties (contract §7.8):
 
@@ -66,9 +66,8 @@ def h2(a: int, b: int) -> int:
 
 
 def uuid_str(low: int, high: int) -> str:
-    h = f"{high:016x}"
-    lo = f"{low:016x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:]}-{lo[:4]}-{lo[4:]}"
+    h = ((high << 64) | low).to_bytes(16, "big").hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
@@ -118,6 +117,24 @@ def iso_us(us: int, tz: dt.tzinfo = dt.UTC) -> str:
     prefix, minute, off = _quarter(q, tz)
     m, s = divmod(rem, 60)
     return f"{prefix}{minute + m:02d}:{s:02d}.{micro:06d}{off}"
+
+
+def iso_us_many(values: list[int], tz: dt.tzinfo = dt.UTC) -> list[str]:
+    """``[iso_us(v, tz) for v in values]``, for rows in time order (consecutive rows mostly share
+    their quarter-hour, looked up once)."""
+    out: list[str] = []
+    append = out.append
+    last = None
+    prefix, minute, off = "", 0, ""
+    for us in values:
+        sec, micro = divmod(us, US)
+        q, rem = divmod(sec, 900)
+        if q != last:
+            prefix, minute, off = _quarter(q, tz)
+            last = q
+        m, s = divmod(rem, 60)
+        append(f"{prefix}{minute + m:02d}:{s:02d}.{micro:06d}{off}")
+    return out
 
 
 def drf_datetime(us: int) -> str:
@@ -322,8 +339,9 @@ class PersonStore:
     @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - bounded; one store per project
     def person_ref(self, i: int) -> tuple[tuple[int, int], str, str | None]:
         """(UUID as (low, high), anonymous distinct id, email if identified) of generated person ``i``."""
-        _, low, high = self._base_key(i)
-        return (low, high), self.anon_id(i), self.email(i) if self.identified(i) else None
+        j = self.layout.run_of(i)
+        person = self._run_ids(j)[i - self.runs[j][0]] if j >= 0 else self._id_of(i)
+        return person, self.anon_id(i), self.email(i) if self.identified(i) else None
 
     def anon_id(self, i: int) -> str:
         return f"anon-{i:x}-{mix64(self.seed ^ 0xA0A0 ^ i) & 0xFFFFFF:06x}"
@@ -539,7 +557,8 @@ class EventStore:
         self.step = max(2, (t1 - t0) // max(1, self.layout.slots))
         self.persons = persons
         self.n_persons = max(1, persons.n)
-        self.keys = _Keys(self._base_key, n)
+        # the keys a binary search probes: nearby seeks (the pages of one walk) share most probes
+        self.keys = _Keys(functools.lru_cache(maxsize=4096)(self._base_key), n)
         self.overlay_keys: list[tuple[int, int, int]] = []
         self.overlay: dict[tuple[int, int, int], Event] = {}
         self.version = 0
@@ -602,6 +621,62 @@ class EventStore:
             props["feature"] = ("export", "dashboards", "sql", "replay")[(r >> 36) % 4]
         session = f"0190{(self.seed ^ (k * 40503) ^ (ts // DAY_US)) & 0xFFFFFFFFFFFF:012x}"
         return Event(ts, low, high, name, distinct, person, props, chain, ts + (r % 4000) * 1000, session)
+
+    def base_events(self, lo: int, hi: int) -> list[Event]:
+        """Generated events ``lo … hi - 1``: the same rows as ``base_event(i)`` one by one, made in
+        one pass (the tie-run layout is walked once, the hashes and the vocabulary are inlined),
+        which is what a page of thousands of rows costs."""
+        hi = min(hi, self.n)
+        if lo >= hi:
+            return []
+        seed, t0, step, n_persons = self.seed, self.t0, self.step, self.n_persons
+        runs, cum = self.runs, self.layout.cum
+        person_ref = self.persons.person_ref
+        mix = mix64
+        cum_total, names = _EVENT_TOTAL, _EVENT_CUM
+        n_paths, n_browsers, n_oses = len(PATHS), len(BROWSERS), len(OSES)
+        n_runs = len(runs)
+        j = bisect.bisect_right(self.layout.starts, lo) - 1  # the last run starting at or before lo
+        out: list[Event] = []
+        append = out.append
+        for i in range(lo, hi):
+            while j + 1 < n_runs and runs[j + 1][0] <= i:
+                j += 1
+            if j >= 0 and i < runs[j][0] + runs[j][1]:
+                start = runs[j][0]
+                ts = self._base_ts(start)
+                low, high = self._run_ids(j)[i - start]
+            else:
+                e = i - cum[j + 1] if j >= 0 else i
+                ts = t0 + e * step + mix(seed ^ e) % step
+                r1 = mix(seed ^ 0x5EED ^ i)
+                low = 0x8000000000000000 | (mix(r1) & 0x3FFFFFFFFFFFFFFF)
+                high = (((ts // 1000) & 0xFFFFFFFFFFFF) << 16) | 0x7000 | ((r1 >> 52) & 0xFFF)
+            r = mix(seed ^ 0x33 ^ i)
+            k = r % n_persons
+            person, anon, email = person_ref(k)
+            distinct = email if email is not None and (r >> 20) & 1 else anon
+            name = EVENT_NAMES[bisect.bisect_right(names, (r >> 24) % cum_total) - 1][0]
+            path = PATHS[(r >> 8) % n_paths]
+            props: dict[str, Any] = {
+                "$current_url": "https://shop.example.com" + path,
+                "$pathname": path,
+                "$browser": BROWSERS[(r >> 12) % n_browsers],
+                "$os": OSES[(r >> 16) % n_oses],
+                "$lib": "web",
+                "$lib_version": "1.200.0",
+            }
+            chain = ""
+            if name == "purchase":
+                props["price"] = round(((r >> 32) % 20000) / 100, 2)
+                props["currency"] = "USD"
+            elif name == "$autocapture":
+                chain = f'button.btn.btn-primary:nth-child="{(r >> 40) % 5 + 1}"text="Add to cart"'
+            elif name == "feature_used":
+                props["feature"] = ("export", "dashboards", "sql", "replay")[(r >> 36) % 4]
+            session = f"0190{(seed ^ (k * 40503) ^ (ts // DAY_US)) & 0xFFFFFFFFFFFF:012x}"
+            append(Event(ts, low, high, name, distinct, person, props, chain, ts + (r % 4000) * 1000, session))
+        return out
 
     # -- mutations -----------------------------------------------------------------------
 
