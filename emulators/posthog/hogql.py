@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -90,8 +90,10 @@ _ISO = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_ts(text: str, tz: dt.tzinfo) -> TS:
-    """A DateTime literal: ISO 8601 with or without an offset (without: read in ``tz``)."""
+    """A DateTime literal: ISO 8601 with or without an offset (without: read in ``tz``); the
+    window bounds of a walk repeat on every page, so results are kept (a bounded LRU)."""
     m = _ISO.match(text)
     if not m:
         raise HogQLError(f"Cannot parse DateTime from string '{text}'", "invalid_input")
@@ -232,6 +234,9 @@ class Table:
     time_column: str
     tie_column: str
     store: Any
+    #: pages of already rendered rows (``rows.EventPages``) for plain-column selects read in key
+    #: order without a residual filter; ``None``: every query runs the general executor
+    pages: Any = None
 
 
 @dataclass
@@ -318,6 +323,9 @@ class Compiler:
         """Evaluate an expression that references no column, or raise ``_NotConstant``."""
         if _has_column(node):
             raise _NotConstant
+        program = _const_program(node)
+        if program is not None:
+            return program(self.values, self.ctx.tz)
         fn = self.compile(node)
         return fn(None)
 
@@ -553,6 +561,98 @@ def _has_column(node: exp.Expression) -> bool:
     return found
 
 
+Program = Callable[[dict[str, Any], dt.tzinfo], Any]
+_PROGRAM_MEMO: dict[int, tuple[exp.Expression, Program | None]] = {}
+_TO_DATETIME = ("todatetime", "todatetime64", "parsedatetimebesteffort", "parsedatetime64besteffort")
+
+
+def _const_program(node: exp.Expression) -> Program | None:
+    """The constants every keyset page sends (``{placeholder}``, ``toDateTime({p})``,
+    ``toUUID({p})``, literals) as a function of the query's values, made once per node of the
+    cached parse trees; ``None`` for anything else (the compiler evaluates it). Each program does
+    exactly what the compiled expression does."""
+    hit = _PROGRAM_MEMO.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    program = _make_program(node)
+    if len(_PROGRAM_MEMO) > 50_000:
+        _PROGRAM_MEMO.clear()
+    _PROGRAM_MEMO[id(node)] = (node, program)
+    return program
+
+
+def _make_program(node: exp.Expression) -> Program | None:
+    node = _unparen(node)
+    if isinstance(node, exp.Literal):
+        v: Any = node.this
+        if not node.is_string:
+            v = float(v) if any(ch in v for ch in ".eE") else int(v)
+        return lambda values, tz, v=v: v
+    if not isinstance(node, exp.Anonymous) or len(node.expressions) != 1:
+        return None
+    name = str(node.this).lower()
+    arg = node.expressions[0]
+    if name == "hogql_placeholder":
+        if not isinstance(arg, exp.Literal):
+            return None
+        key = arg.this
+        return lambda values, tz: values[key]
+    inner = _make_program(arg)
+    if inner is None:
+        return None
+    if name in _TO_DATETIME:
+        def to_dt(values: dict[str, Any], tz: dt.tzinfo) -> Any:
+            v = inner(values, tz)
+            if v is None or isinstance(v, TS):
+                return v
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return TS(int(v * US))
+            return parse_ts(str(v), tz)
+
+        return to_dt
+    if name == "touuid":
+        def to_uuid(values: dict[str, Any], tz: dt.tzinfo) -> Any:
+            v = inner(values, tz)
+            return None if v is None else (v if isinstance(v, UUIDV) else parse_uuid(v))
+
+        return to_uuid
+    return None
+
+
+_NAME_MEMO: dict[int, tuple[exp.Expression, str | None]] = {}
+
+
+def _column_name(node: exp.Expression) -> str | None:
+    """The name of an unqualified column (parentheses ignored), else ``None``; memoised per node."""
+    hit = _NAME_MEMO.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    inner = _unparen(node)
+    name = inner.name if isinstance(inner, exp.Column) and not inner.table else None
+    if len(_NAME_MEMO) > 50_000:
+        _NAME_MEMO.clear()
+    _NAME_MEMO[id(node)] = (node, name)
+    return name
+
+
+_TODATE_MEMO: dict[int, tuple[exp.Expression, str | None]] = {}
+
+
+def _todate_column(node: exp.Expression) -> str | None:
+    """``c`` for ``toDate(c)`` of an unqualified column ``c``, else ``None``; memoised per node."""
+    hit = _TODATE_MEMO.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    inner = _unparen(node)
+    name = None
+    if isinstance(inner, exp.Anonymous) and str(inner.this).lower() == "todate" and len(inner.expressions) == 1:
+        name = _column_name(inner.expressions[0])
+    if len(_TODATE_MEMO) > 50_000:
+        _TODATE_MEMO.clear()
+    _TODATE_MEMO[id(node)] = (node, name)
+    return name
+
+
 # --------------------------------------------------------------------------- bounds
 
 
@@ -614,13 +714,10 @@ class BoundsFinder:
         self.tz = compiler.ctx.tz
 
     def _is_col(self, node: exp.Expression, name: str) -> bool:
-        node = _unparen(node)
-        return isinstance(node, exp.Column) and node.name == name and not node.table
+        return _column_name(node) == name
 
     def _is_todate_time(self, node: exp.Expression) -> bool:
-        node = _unparen(node)
-        return (isinstance(node, exp.Anonymous) and str(node.this).lower() == "todate" and len(node.expressions) == 1
-                and self._is_col(node.expressions[0], self.time))
+        return _todate_column(node) == self.time
 
     def _ts(self, node: exp.Expression) -> TS | None:
         try:
@@ -773,7 +870,8 @@ class _Group:
 class Result:
     columns: list[str]
     types: list[list[str]]
-    results: list[list[Any]]
+    #: row lists, or ``rows.RenderedRows`` (the same rows, already JSON)
+    results: Sequence[Any]
     has_more: bool | None
     limit: int
     hogql: str
@@ -844,8 +942,32 @@ def _parse_bound(bound: str) -> exp.Select:
     return tree
 
 
-def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Context) -> Result:
-    tree = parse(sql, values)
+@dataclass
+class _Static:
+    """What a parsed query means for one table, whatever its values: worked out once per cached
+    tree (a walk sends one text with new values on every page)."""
+
+    tree: exp.Select
+    table: Table
+    selects: list[exp.Expression]
+    aliases: dict[str, exp.Expression]
+    names: list[str]
+    types: list[list[str]]
+    hogql: str
+    is_aggregate: bool
+    group_node: Any
+    limit_node: Any
+    where_parts: list[exp.Expression]
+    #: the selected columns when every select item is a plain column of the table
+    plain: tuple[str, ...] | None
+    #: rows stream forward in index order (no ORDER BY, or ascending on (time, tie))
+    forward: bool
+
+
+_STATIC: dict[tuple[int, int], _Static] = {}
+
+
+def _static(tree: exp.Select, tables: dict[str, Table]) -> _Static:
     source = tree.args.get("from_") or tree.args.get("from")
     if source is None or not isinstance(source.this, exp.Table):
         raise HogQLError("A FROM events or FROM persons clause is required by this emulator", "unsupported")
@@ -853,22 +975,77 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
     table = tables.get(table_name)
     if table is None:
         raise HogQLError(f'Unknown table "{table_name}".', "unknown_table")
+    hit = _STATIC.get((id(tree), id(table)))
+    if hit is not None and hit.tree is tree and hit.table is table:
+        return hit
 
     if tree.args.get("having") is not None or tree.args.get("distinct") is not None:
         raise HogQLError("HAVING and SELECT DISTINCT are not supported by this emulator", "unsupported")
-    comp = Compiler(table, ctx, values)
     selects = tree.expressions
     if any(isinstance(s, exp.Star) for s in selects):
         raise HogQLError("SELECT * is not supported by this emulator; name the columns", "unsupported")
-    for s in selects:
-        if isinstance(s, exp.Alias):
-            comp.aliases[s.alias] = s.this
-
+    aliases = {s.alias: s.this for s in selects if isinstance(s, exp.Alias)}
     limit_node = tree.args.get("limit")
+    if limit_node is not None and limit_node.expressions:
+        raise HogQLError("LIMIT … BY is not supported by this emulator", "unsupported")
+    where = tree.args.get("where")
+    group_node = tree.args.get("group")
+    names = [_select_name(s) for s in selects]
+    plain: list[str] = []
+    for s in selects:
+        name = _column_name(s.this if isinstance(s, exp.Alias) else s)
+        col = table.columns.get(name) if name is not None else None
+        if col is None or col.out is None:
+            break
+        plain.append(col.name)
+    static = _Static(
+        tree=tree,
+        table=table,
+        selects=selects,
+        aliases=aliases,
+        names=names,
+        types=[[name, _type_of(s, table)] for name, s in zip(names, selects, strict=True)],
+        hogql=_normalized(tree),
+        is_aggregate=group_node is not None or _has_aggregate(tree),
+        group_node=group_node,
+        limit_node=limit_node,
+        where_parts=_flatten_and(where.this) if where is not None else [],
+        plain=tuple(plain) if len(plain) == len(selects) else None,
+        forward=_streams_forward(tree, table, aliases),
+    )
+    if len(_STATIC) > 512:
+        _STATIC.clear()
+    _STATIC[(id(tree), id(table))] = static
+    return static
+
+
+def _streams_forward(tree: exp.Select, table: Table, aliases: dict[str, exp.Expression]) -> bool:
+    """Whether ``_select_rows`` streams the rows in ascending index order."""
+    order = _order_spec(tree)
+    if not order:
+        return True
+    if any(desc for _, desc in order):
+        return False
+    names = []
+    for node, _ in order:
+        node = _unparen(node)
+        if isinstance(node, exp.Column) and not node.table and node.name in aliases and node.name not in table.columns:
+            node = _unparen(aliases[node.name])
+        names.append(node.name if isinstance(node, exp.Column) and not node.table else None)
+    return names == [table.time_column, table.tie_column]
+
+
+def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Context) -> Result:
+    tree = parse(sql, values)
+    st = _static(tree, tables)
+    table = st.table
+    comp = Compiler(table, ctx, values)
+    selects = st.selects
+    comp.aliases.update(st.aliases)
+
+    limit_node = st.limit_node
     has_limit = limit_node is not None
     if has_limit:
-        if limit_node.expressions:
-            raise HogQLError("LIMIT … BY is not supported by this emulator", "unsupported")
         try:
             requested = int(comp.const(limit_node.expression))
         except (_NotConstant, TypeError, ValueError):
@@ -882,10 +1059,9 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
     # WHERE: bounds on the sort key + a residual predicate
     bounds = Bounds()
     residual: list[exp.Expression] = []
-    where = tree.args.get("where")
-    if where is not None:
+    if st.where_parts:
         finder = BoundsFinder(comp)
-        for part in _flatten_and(where.this):
+        for part in st.where_parts:
             if not finder.absorb(part, bounds):
                 residual.append(part)
     residual_fns = [comp.compile(p) for p in residual]
@@ -896,11 +1072,11 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
         if store.count_between(lo, hi) > ctx.max_scan_rows:
             raise QueryTimeout()
 
-    group_node = tree.args.get("group")
-    is_aggregate = group_node is not None or _has_aggregate(tree)
-    names = [_select_name(s) for s in selects]
-    types = [[name, _type_of(s, table)] for name, s in zip(names, selects, strict=True)]
-    hogql = _normalized(tree)
+    group_node = st.group_node
+    is_aggregate = st.is_aggregate
+    names = st.names
+    types = [list(t) for t in st.types]
+    hogql = st.hogql
 
     def rows_in_range(reverse: bool = False) -> Iterator[Any]:
         if reverse:
@@ -922,15 +1098,21 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
     if bounds.lower is not None and bounds.upper is not None and bounds.lower >= bounds.upper:
         bounds.empty = True
 
+    want = limit + (0 if has_limit else 1)
+    fetched: Any
     if is_aggregate:
         rows = [] if bounds.empty else _aggregate(comp, selects, group_node, rows_in_range, bounds, store,
                                                   bool(residual_fns))
         rows = _order_rows(comp, tree, names, selects, rows)
-        fetched = rows[: limit + (0 if has_limit else 1)]
+        fetched = rows[:want]
+    elif st.plain is not None and st.forward and not residual_fns and table.pages is not None \
+            and table.pages.supports(st.plain):
+        # plain columns in key order: the rows as rendered once (``rows.EventPages``), the same
+        # bytes the general executor below would build
+        fetched = [] if bounds.empty else table.pages.page(st.plain, ctx.tz, bounds.lower, bounds.upper, want)
     else:
         fns = [_output_fn(comp, s) for s in selects]
-        fetched = [] if bounds.empty else _select_rows(comp, tree, table, fns, names, rows_in_range,
-                                                       limit + (0 if has_limit else 1))
+        fetched = [] if bounds.empty else _select_rows(comp, tree, table, fns, names, rows_in_range, want)
     has_more: bool | None = None
     if not has_limit:
         has_more = len(fetched) > limit
