@@ -86,10 +86,12 @@ from .data import (
     from_datetime,
     h2,
     iso_us,
+    iso_us_many,
     to_datetime,
     uuid_str,
     v7,
 )
+from .rows import EventPages, Renderer, RowCache, json_default
 
 VENDOR = "posthog"
 ALL_SCOPES = (
@@ -122,7 +124,8 @@ class ApiError(Exception):
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+    return Response(orjson.dumps(data, default=json_default), status_code=status, media_type="application/json",
+                    headers=headers)
 
 
 def not_found() -> ApiError:
@@ -158,10 +161,11 @@ class Options:
     async_polls: int = 1
     legacy_events_truncate_long_windows: bool = False
     legacy_events_repeat_next: bool = False
+    render_cache_mb: float = 512
 
     RUNTIME = ("persons_shape", "rate_limits", "query_throttle", "throttle_by", "send_retry_after",
                "query_concurrency", "query_timeout_rows", "query_max_rows", "cache_ttl_seconds", "async_polls",
-               "legacy_events_truncate_long_windows", "legacy_events_repeat_next")
+               "legacy_events_truncate_long_windows", "legacy_events_repeat_next", "render_cache_mb")
 
     def check(self) -> None:
         if self.persons_shape not in ("code", "docs"):
@@ -176,6 +180,9 @@ class Options:
             raise MutationError("query_concurrency must be at least 1")
         if int(self.query_max_rows) < 1:
             raise MutationError("query_max_rows must be at least 1")
+        if not isinstance(self.render_cache_mb, (int, float)) or isinstance(self.render_cache_mb, bool) \
+                or self.render_cache_mb < 0:
+            raise MutationError("render_cache_mb is a number of megabytes, 0 or more")
         if not (self.rate_limits is True or self.rate_limits is False or isinstance(self.rate_limits, dict)):
             raise MutationError("rate_limits is true, false or {bucket: [[requests, seconds], ...]}")
         if isinstance(self.rate_limits, dict):
@@ -276,6 +283,7 @@ class PostHogBackend:
         self._async: dict[str, AsyncQuery] = {}
         self._summary_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self._table_cache: dict[int, dict[str, hogql.Table]] = {}
+        self.row_cache = RowCache(int(self.opts.render_cache_mb * 2**20))
 
     # -- data ----------------------------------------------------------------------------
 
@@ -354,6 +362,8 @@ class PostHogBackend:
                 raise
             if "rate_limits" in options:
                 self.throttles.clear()
+            if "render_cache_mb" in options:
+                self.row_cache.resize(int(self.opts.render_cache_mb * 2**20))
             return {name: getattr(self.opts, name) for name in Options.RUNTIME}
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -723,8 +733,9 @@ class PostHogBackend:
             "properties": C("properties", "String", lambda p: orjson.dumps(p.properties).decode()),
             "is_identified": C("is_identified", "Bool", lambda p: p.is_identified),
         }
+        pages = EventPages(project.events, _event_renderers(ev), self.row_cache)
         return {
-            "events": hogql.Table("events", ev, "timestamp", "uuid", project.events),
+            "events": hogql.Table("events", ev, "timestamp", "uuid", project.events, pages),
             "persons": hogql.Table("persons", people, "created_at", "id", project.persons),
         }
 
@@ -1133,6 +1144,34 @@ class PostHogBackend:
         with self._lock:
             self._summary_cache[key] = rows
         return rows
+
+
+def _event_renderers(columns: dict[str, hogql.Column]) -> dict[str, Renderer]:
+    """Each event column's JSON values for a list of events: ``[column.out(e, tz) for e in events]``,
+    with the costly columns done a list at a time."""
+    def per_row(out: Callable[[Event, Any], Any]) -> Renderer:
+        return lambda events, tz: [out(e, tz) for e in events]
+
+    def person_ids(events: list[Event], tz: Any) -> list[str]:
+        seen: dict[tuple[int, int], str] = {}
+        out = []
+        for e in events:
+            text = seen.get(e.person)
+            if text is None:
+                text = seen[e.person] = uuid_str(*e.person)
+            out.append(text)
+        return out
+
+    dumps = orjson.dumps
+    renderers = {c.name: per_row(c.out) for c in columns.values() if c.out is not None}
+    renderers.update({
+        "uuid": lambda events, tz: [uuid_str(e.low, e.high) for e in events],
+        "timestamp": lambda events, tz: iso_us_many([e.ts for e in events], tz),
+        "created_at": lambda events, tz: iso_us_many([e.created_at for e in events], tz),
+        "person_id": person_ids,
+        "properties": lambda events, tz: [dumps(e.properties).decode() for e in events],
+    })
+    return renderers
 
 
 def _drf_cursor_page(request: Request, rows: list[dict[str, Any]], page_size: int,
