@@ -25,13 +25,14 @@ CONCURRENT_RESOURCES = ("users",)
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
+    from pipelines.destinations import duckdb_destination
     from sources.common.progress import requests_made
     from sources.personyze import personyze_source
 
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
         pipeline = dlt.pipeline(
             pipeline_name="bench_personyze",
-            destination=dlt.destinations.duckdb(str(Path(tmp) / "bench.duckdb")),
+            destination=duckdb_destination(str(Path(tmp) / "bench.duckdb")),
             dataset_name="personyze",
             pipelines_dir=str(Path(tmp) / "pipelines"),
         )

@@ -32,13 +32,14 @@ CONCURRENT_RESOURCES = ("profile_events",)
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
+    from pipelines.destinations import duckdb_destination
     from sources.common.progress import requests_made
     from sources.synerise import synerise_source
 
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
         pipeline = dlt.pipeline(
             pipeline_name="bench_synerise",
-            destination=dlt.destinations.duckdb(str(Path(tmp) / "bench.duckdb")),
+            destination=duckdb_destination(str(Path(tmp) / "bench.duckdb")),
             dataset_name="synerise",
             pipelines_dir=str(Path(tmp) / "pipelines"),
         )

@@ -126,9 +126,9 @@ def destination_for(destination: Any, pipeline_name: str) -> Any:
     explicitly (the file named after the *scheduled* pipeline, not the window's); any other
     destination name is resolved by dlt from its configuration."""
     if destination == "duckdb":
-        import dlt
+        from pipelines.destinations import duckdb_destination
 
-        return dlt.destinations.duckdb(credentials=duckdb_path(pipeline_name))
+        return duckdb_destination(duckdb_path(pipeline_name))
     return destination
 
 

@@ -499,8 +499,9 @@ def _demo_emulators(scale: int) -> Iterator[list[Any]]:
 @_debug_option
 def demo(scale: int, database: str, debug: bool) -> None:
     """Start every emulator on loopback and load every source into one DuckDB file."""
-    import dlt
     import duckdb
+
+    from pipelines.destinations import duckdb_destination
 
     db = Path(database).resolve()
     loaded: list[str] = []
@@ -519,7 +520,7 @@ def demo(scale: int, database: str, debug: bool) -> None:
                     v,
                     source,
                     pipeline_name=f"cdp_demo_{v.name}",
-                    destination=dlt.destinations.duckdb(str(db)),
+                    destination=duckdb_destination(str(db)),
                     dataset_name=v.name,
                     full_refresh=True,
                     destination_name="duckdb",
