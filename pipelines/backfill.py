@@ -195,6 +195,7 @@ def run_window(
     force: bool = False,
     source_options: dict[str, Any] | None = None,
     loader_file_format: str | None = None,
+    table_format: str | None = None,
     lock: Any = None,
 ) -> WindowResult:
     """Load one window of ``vendor``'s ``resource`` into the scheduled pipeline's destination
@@ -230,7 +231,7 @@ def run_window(
     if pipeline.has_pending_data:
         # an earlier attempt stopped after extracting: the window is read again instead
         pipeline.drop_pending_packages()
-    pipeline.extract(source, loader_file_format=loader_file_format)
+    pipeline.extract(source, loader_file_format=loader_file_format, table_format=table_format)
     pipeline.normalize()
     with lock:
         info = pipeline.load()

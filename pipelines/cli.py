@@ -33,8 +33,6 @@ from pipelines.vendors import VENDORS, Vendor
 EXIT_FAILED = 1  # the run failed: the vendor refused, a server kept failing, a load job failed
 EXIT_USAGE = 2  # bad input or configuration
 
-#: destinations that take parquet directly (fastest path for Arrow pages)
-PARQUET_DESTINATIONS = {"duckdb", "motherduck", "filesystem", "bigquery", "snowflake", "databricks", "athena"}
 DEMO_DATABASE = "cdp_demo.duckdb"
 DEMO_SCALE = 2000
 
@@ -124,6 +122,15 @@ def main() -> None:
     _setup_environment()
 
 
+def _table_format_option(f: Any) -> Any:
+    return click.option(
+        "--table-format",
+        type=click.Choice(["delta", "iceberg"]),
+        default=None,
+        help="With --destination filesystem: write Delta (or Iceberg) tables, which merge; plain parquet appends.",
+    )(f)
+
+
 def _debug_option(f: Any) -> Any:
     return click.option("--debug", is_flag=True, help="Show the full traceback on failure.")(f)
 
@@ -138,9 +145,11 @@ def _run_pipeline(
     full_refresh: bool,
     destination_name: str,
     pipelines_dir: str | None = None,
+    table_format: str | None = None,
 ) -> dict[str, Any]:
     import dlt
 
+    from pipelines.destinations import loader_file_format
     from sources.common.progress import requests_made
 
     pipeline = dlt.pipeline(
@@ -149,7 +158,7 @@ def _run_pipeline(
         dataset_name=dataset_name,
         pipelines_dir=pipelines_dir,
     )
-    fmt = "parquet" if destination_name in PARQUET_DESTINATIONS else None
+    fmt = loader_file_format(destination_name)
     before = requests_made(vendor.name)
     started = time.monotonic()
     if pipeline.has_pending_data:
@@ -159,7 +168,9 @@ def _run_pipeline(
         finished = pipeline.run()
         if finished is not None:
             finished.raise_on_failed_jobs()
-    info = pipeline.run(source, loader_file_format=fmt, refresh="drop_sources" if full_refresh else None)
+    info = pipeline.run(
+        source, loader_file_format=fmt, table_format=table_format, refresh="drop_sources" if full_refresh else None
+    )
     info.raise_on_failed_jobs()
     elapsed = time.monotonic() - started
     counts = {}
@@ -191,6 +202,7 @@ def _print_summary(vendor: str, result: dict[str, Any]) -> None:
 @click.option("--dataset-name", default=None, help="Dataset (schema) name; default: <vendor>_data.")
 @click.option("--pipeline-name", default=None, help="Pipeline name (state, DuckDB file); default: the vendor.")
 @click.option("--full-refresh", is_flag=True, help="Drop this source's tables and state, then load everything.")
+@_table_format_option
 @_debug_option
 def run(
     vendor: str,
@@ -199,6 +211,7 @@ def run(
     dataset_name: str | None,
     pipeline_name: str | None,
     full_refresh: bool,
+    table_format: str | None,
     debug: bool,
 ) -> None:
     """Load VENDOR into a destination (incrementally after the first run)."""
@@ -207,6 +220,7 @@ def run(
         pipeline_name = pipeline_name or vendor
         dataset_name = dataset_name or default_dataset(vendor)
         _check_dataset(destination, dataset_name, pipeline_name)
+        table_format = _checked_table_format(table_format, destination)
         source = v.load_source()()
         if resources:
             wanted = [r.strip() for r in resources.split(",") if r.strip()]
@@ -225,10 +239,17 @@ def run(
             dataset_name=dataset_name,
             full_refresh=full_refresh,
             destination_name=destination,
+            table_format=table_format,
         )
     except Exception as exc:
         _fail(exc, vendor, debug)
     _print_summary(vendor, result)
+
+
+def _checked_table_format(table_format: str | None, destination: str) -> str | None:
+    if table_format and destination != "filesystem":
+        raise CliFailure(f"--table-format {table_format} needs --destination filesystem", EXIT_USAGE)
+    return table_format
 
 
 def _destination(name: str, pipeline_name: str) -> Any:
@@ -262,6 +283,7 @@ def _check_dataset(destination: str, dataset_name: str, pipeline_name: str) -> N
 @click.option("--dataset-name", default=None, help="The scheduled pipeline's dataset; default: <vendor>_data.")
 @click.option("--pipeline-name", default=None, help="The scheduled pipeline's name; default: the vendor.")
 @click.option("--force", is_flag=True, help="Read finished windows again (and merge) instead of skipping them.")
+@_table_format_option
 @_debug_option
 def backfill(
     vendor: str,
@@ -274,6 +296,7 @@ def backfill(
     dataset_name: str | None,
     pipeline_name: str | None,
     force: bool,
+    table_format: str | None,
     debug: bool,
 ) -> None:
     """Load [FROM, TO) of one time-windowed resource of VENDOR as independent windows.
@@ -282,6 +305,7 @@ def backfill(
     scheduled pipeline's destination and dataset; the scheduled cursor never moves. A finished
     window is skipped on a re-run unless --force."""
     from pipelines import backfill as bf
+    from pipelines.destinations import loader_file_format
     from sources.common.errors import CdpSyncError
     from sources.common.window import Window, parse_instant
 
@@ -302,6 +326,7 @@ def backfill(
         pipeline_name = pipeline_name or vendor
         dataset_name = dataset_name or default_dataset(vendor)
         _check_dataset(destination, dataset_name, pipeline_name)
+        table_format = _checked_table_format(table_format, destination)
         # the source's configuration (API key, options) is checked once, before any window starts
         v.load_source()(window_start=windows[0].start, window_end=windows[0].end).with_resources(resource)
     except Exception as exc:
@@ -335,7 +360,7 @@ def backfill(
     results = bf.run_backfill(
         vendor, resource, windows, workers=workers, on_event=progress, pipeline_name=pipeline_name,
         destination=destination, dataset_name=dataset_name, force=force,
-        loader_file_format="parquet" if destination in PARQUET_DESTINATIONS else None,
+        loader_file_format=loader_file_format(destination), table_format=table_format,
     )
     _print_backfill_table(results, time.monotonic() - started)
     failed = bf.failed_ranges(results)

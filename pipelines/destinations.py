@@ -34,3 +34,19 @@ def duckdb_destination(path: str) -> Any:
     if limit is None:
         return dlt.destinations.duckdb(credentials=path)
     return dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}))
+
+
+#: destinations that take parquet directly (the fastest path for the sources' Arrow pages)
+PARQUET_DESTINATIONS = frozenset({"duckdb", "motherduck", "filesystem", "bigquery", "snowflake", "databricks", "athena"})
+#: destinations loaded with INSERT statements: dlt's csv COPY into PostgreSQL stores '' as NULL
+INSERT_VALUES_DESTINATIONS = frozenset({"postgres"})
+
+
+def loader_file_format(destination_name: str) -> str | None:
+    """The file format cdp-sync asks dlt for: parquet where the destination takes it,
+    ``insert_values`` for PostgreSQL (so empty strings stay empty strings), else dlt's choice."""
+    if destination_name in PARQUET_DESTINATIONS:
+        return "parquet"
+    if destination_name in INSERT_VALUES_DESTINATIONS:
+        return "insert_values"
+    return None

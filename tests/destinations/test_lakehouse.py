@@ -206,3 +206,36 @@ def test_cli_parquet_files_merge_falls_back_to_append(tmp_path, start_emulator, 
             rows.append(row)
     with as_duckdb({"users": pa.Table.from_pylist(rows, schema=everything.schema)}) as con:
         lytics_truth.assert_table_equals(con, DATASET, "users", columns, ("_uid",), ctl.export("users"), types)
+
+
+def test_cli_table_format_delta_merges(tmp_path, start_emulator, control_for):
+    """``cdp-sync run --destination filesystem --table-format delta``: a re-run after changes merges
+    the changed rows into the Delta table instead of appending copies."""
+    emu = start_emulator("lytics", scale=300, seed=4)
+    ctl = control_for(emu)
+    lake = tmp_path / "lake"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SOURCES__", "DESTINATION__", "NORMALIZE__PARQUET_NORMALIZER"))}
+    env.update(
+        SOURCES__LYTICS__API_KEY=emu.api_key,
+        SOURCES__LYTICS__BASE_URL=emu.base_url,
+        SSL_CERT_FILE=emu.ca_file,
+        DESTINATION__FILESYSTEM__BUCKET_URL=lake.as_uri(),
+        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
+        RUNTIME__DLTHUB_TELEMETRY="false",
+    )
+    argv = [sys.executable, "-m", "pipelines.cli", "run", "lytics", "--destination", "filesystem",
+            "--table-format", "delta", "--resources", "users", "--dataset-name", DATASET]
+    first = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert (lake / DATASET / "users" / "_delta_log").is_dir()
+    changed = set(ctl.mutate({"op": "modify_users", "count": 20})["uids"])
+    second = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    users = read_delta(lake, "users")
+    assert users.num_rows == 300 and not duplicates(users, ("_uid",))
+    assert DeltaTable(str(lake / DATASET / "users")).history(1)[0]["operation"] == "MERGE"
+    columns, types = lytics_users_columns(ctl)
+    with as_duckdb({"users": users}) as con:
+        lytics_truth.assert_table_equals(con, DATASET, "users", columns, ("_uid",), ctl.export("users"), types)
+    assert changed

@@ -378,12 +378,16 @@ def test_cli_run_into_postgres_keeps_the_password_out_of_output_and_state(tmp_pa
         RUNTIME__DLTHUB_TELEMETRY="false",
     )
     argv = [sys.executable, "-m", "pipelines.cli", "run", "personyze", "--destination", "postgres",
-            "--resources", "users,events", "--dataset-name", "cli_personyze"]
+            "--resources", "users,events,sessions_archive", "--dataset-name", "cli_personyze"]
     done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "users" in done.stdout
     personyze_truth.assert_table_equals(pg, "cli_personyze", PS.USERS, ctl.export("users"))
     personyze_truth.assert_table_equals(pg, "cli_personyze", PS.EVENTS, ctl.export("events"))
+    # sessions carry empty referrers: the CLI loads PostgreSQL with insert_values, which keeps them
+    sessions = ctl.export("sessions_archive")
+    assert any(s["referrer"] == "" for s in sessions)
+    personyze_truth.assert_table_equals(pg, "cli_personyze", PS.SESSIONS_ARCHIVE, sessions)
 
     # a wrong password: one line naming the failure, without the password, exit 1
     wrong = postgres_server.url.replace(postgres_server.loader_password, "not-the-password-4711")

@@ -97,6 +97,7 @@ def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
         (("run", "personyze"), {"SOURCES__PERSONYZE__BASE_URL": "http://127.0.0.1:9/rest"}, "HTTPS"),
         (("state", "personyze", "--pipeline-name", "never_ran"), {}, "no pipeline named"),
         (("run", "personyze", "--dataset-name", "personyze"), {}, "DuckDB refuses"),
+        (("run", "personyze", "--table-format", "delta"), {}, "needs --destination filesystem"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
