@@ -627,6 +627,10 @@ class LyticsBackend:
     def mutate(self, operation: dict[str, Any]) -> dict[str, Any]:
         op = operation.get("op")
         acct = self.account
+        if op == "warm_cache":  # changes no data: renders outside the lock, as scans do
+            started = time.monotonic()
+            cached = acct.warm_row_cache()
+            return {"users": acct.n_users, "cached": cached, "seconds": round(time.monotonic() - started, 3)}
         with self._lock:
             if op == "modify_users":
                 count = int(operation.get("count", 10))
@@ -691,7 +695,7 @@ class LyticsBackend:
                 return {"expired": n}
         raise MutationError(
             f"unknown lytics op {op!r}; known: modify_users, add_users, advance_clock, update_segment, "
-            "update_job, update_content, collect, expire_scans"
+            "update_job, update_content, collect, expire_scans, warm_cache"
         )
 
     def export(self, table: str) -> list[dict[str, Any]]:

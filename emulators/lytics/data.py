@@ -324,6 +324,15 @@ class Account:
                 self._row_cache[slot] = (version, data)
         return data
 
+    def warm_row_cache(self) -> int:
+        """Render every profile the cache can hold (the first :data:`ROW_CACHE_MAX` slots), so
+        that no timed scan pays for a first render; answer how many are cached now."""
+        if not self.row_cache_enabled:
+            return 0
+        for slot in range(min(self.n_users, ROW_CACHE_MAX)):
+            self.user_json(slot)
+        return len(self._row_cache)
+
     def _row_getter(self, slot: int, row: dict[str, Any], now: int, memo: dict[str, Any]) -> Any:
         """``get(field)`` over a rendered row (without ``segments``) for segment evaluation;
         ``segments`` is the row's public segment list, worked out on first use."""

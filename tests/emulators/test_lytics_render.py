@@ -173,6 +173,7 @@ def test_cached_rows_follow_every_change(emu: Any, api: Any, control_for: Any) -
     first = by_uid(scan(api))
     assert first == by_uid(ctl.export("users"))
     assert len(acct._row_cache) == 300, "a full scan fills the cache"
+    assert ctl.mutate({"op": "warm_cache"})["cached"] == 300
     assert by_uid(scan(api)) == first, "served again from the cache, unchanged"
 
     changed = ctl.mutate({"op": "modify_users", "count": 5})["uids"]
@@ -190,6 +191,8 @@ def test_cached_rows_follow_every_change(emu: Any, api: Any, control_for: Any) -
 
     ctl.mutate({"op": "collect", "events": [{"_uid": uid, "plan": "platinum", "score_intensity": "99"}]})
     added = ctl.mutate({"op": "add_users", "count": 3})["uids"]
+    warmed = ctl.mutate({"op": "warm_cache"})
+    assert warmed["users"] == warmed["cached"] == 303
     fourth = by_uid(scan(api))
     assert fourth == by_uid(ctl.export("users")) and len(fourth) == 303 and set(added) <= set(fourth)
     assert fourth[uid]["plan"] == "platinum" and "high_intensity" in fourth[uid]["segments"] != third[uid]["segments"]
@@ -236,6 +239,10 @@ def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for slot in range(120):
         assert orjson.loads(acct.user_json(slot)) == acct.user(slot)
     assert len(acct._row_cache) == 50
+    assert backend.mutate({"op": "warm_cache"}) | {"seconds": 0} == {"users": 120, "cached": 50, "seconds": 0}
+    assert sorted(acct._row_cache) == list(range(50)), "warming renders the first slots the cache can hold"
+    for slot in range(120):
+        assert orjson.loads(acct.user_json(slot)) == acct.user(slot)
     assert sorted(acct._row_cache) == list(range(70, 120)), "the oldest entries go first"
 
 
