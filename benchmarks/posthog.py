@@ -56,6 +56,7 @@ def _prepare(info: dict[str, Any]) -> int:
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
+    from pipelines.destinations import duckdb_destination
     from sources.common.progress import requests_made
     from sources.posthog import posthog_source
 
@@ -63,7 +64,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
         pipeline = dlt.pipeline(
             pipeline_name="bench_posthog",
-            destination=dlt.destinations.duckdb(str(Path(tmp) / "bench.duckdb")),
+            destination=duckdb_destination(str(Path(tmp) / "bench.duckdb")),
             dataset_name="posthog_data",
             pipelines_dir=str(Path(tmp) / "pipelines"),
         )
