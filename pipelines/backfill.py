@@ -86,6 +86,23 @@ def plan_windows(start: pendulum.DateTime, end: pendulum.DateTime, size: pendulu
     return out
 
 
+def window_for_interval(data_interval_start: Any, data_interval_end: Any) -> Window:
+    """The window an orchestrator's run stands for: Airflow's data interval
+    ``[data_interval_start, data_interval_end)`` (a Dagster partition's time window likewise), in
+    UTC. A daily interval is the day's window, the very one ``cdp-sync backfill --window 1d``
+    plans, so both find the same window pipeline and its record. A missing bound (a run without a
+    data interval) or an empty interval is a :class:`ConfigurationError`: there is nothing to load."""
+    from sources.common.window import parse_instant
+
+    if data_interval_start is None or data_interval_end is None:
+        raise ConfigurationError("a window needs a data interval (start and end); this run has none")
+    start = parse_instant(data_interval_start, "data_interval_start")
+    end = parse_instant(data_interval_end, "data_interval_end")
+    if start >= end:
+        raise ConfigurationError(f"the data interval {iso(start)}..{iso(end)} is empty: no window to load")
+    return Window(start, end)
+
+
 def _stamp(value: pendulum.DateTime) -> str:
     """``YYYYMMDDHHMM`` in UTC, plus seconds and microseconds when a bound has them."""
     utc = value.in_timezone("UTC")
