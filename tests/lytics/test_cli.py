@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,12 +12,19 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests import support
+from tests.support import cdp_sync
+
 from .test_source import assert_users_equal
 
 SCALE = 2000
 #: the CLI's default dataset equals the DuckDB file's catalog name (``lytics``), which DuckDB >= 1.5
 #: refuses as ambiguous; a distinct dataset name sidesteps that until the CLI default changes
 DATASET = ("--dataset-name", "lytics_data")
+
+
+def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return support.cli_env("lytics", server, tmp_path, **extra)
 
 
 @pytest.fixture
@@ -29,24 +35,6 @@ def emu(start_emulator: Any) -> Any:
 @pytest.fixture
 def ctl(emu: Any, control_for: Any) -> Any:
     return control_for(emu)
-
-
-def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(
-        SOURCES__LYTICS__API_KEY=server.api_key,
-        SOURCES__LYTICS__BASE_URL=server.base_url,
-        SSL_CERT_FILE=server.ca_file,
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    env.update(extra)
-    return env
-
-
-def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_run_state_and_check(emu, ctl, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,15 +12,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.redact import install_log_redaction
 from sources.lytics import check_credentials, lytics_source
-
-
-def scan_files(root: Path, needles: list[str]) -> list[str]:
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            found += [str(f.relative_to(root)) for n in needles if n.encode() in data]
-    return found
+from tests.support import scan_files
 
 
 @pytest.fixture

@@ -6,45 +6,20 @@ import base64
 import json
 import logging
 import traceback
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from dlt.common.pipeline import TPipelineState
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.redact import install_log_redaction
 from sources.personyze import personyze_source
+from tests.support import assert_nowhere, destination_states
 
 
 def forms_of(key: str) -> list[bytes]:
     basic = base64.b64encode(f"api:{key}".encode()).decode()
     return [key.encode(), key.lower().encode(), basic.encode()]
-
-
-def scan_files(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            found += [f"{f.relative_to(root)} contains {n[:6]!r}..." for n in needles if n in data]
-    return found
-
-
-def destination_states(db: Path) -> list[str]:
-    from dlt.common.versioned_state import decompress_state
-
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("select state from data._dlt_pipeline_state").fetchall()
-    return [json.dumps(decompress_state(r[0])) for r in rows]
-
-
-def assert_nowhere(needles: list[bytes], texts: list[str], root: Path) -> None:
-    for text in texts:
-        for n in needles:
-            assert n.decode() not in text, f"secret found in: {text[:300]}"
-    assert scan_files(root, needles) == []
 
 
 @pytest.fixture

@@ -13,12 +13,19 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests import support
+from tests.support import cdp_sync
+
 from .helpers import queries
 from .truth import assert_matches_emulator
 
 SCALE = 500
 #: the CLI's default dataset (the DuckDB file is posthog.duckdb in the working directory)
 DATASET_NAME = "posthog_data"
+
+
+def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return support.cli_env("posthog", server, tmp_path, **extra)
 
 
 @pytest.fixture
@@ -29,24 +36,6 @@ def emu(start_emulator: Any) -> Any:
 @pytest.fixture
 def ctl(emu: Any, control_for: Any) -> Any:
     return control_for(emu)
-
-
-def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(
-        SOURCES__POSTHOG__API_KEY=server.api_key,
-        SOURCES__POSTHOG__BASE_URL=server.base_url,
-        SSL_CERT_FILE=server.ca_file,
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    env.update(extra)
-    return env
-
-
-def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def test_run_state_and_check(emu, ctl, tmp_path):

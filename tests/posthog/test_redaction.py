@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -14,30 +13,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.redact import install_log_redaction
 from sources.posthog import posthog_source
-
-
-def scan_files(root: Path, needles: list[str]) -> list[str]:
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            found += [f"{f.relative_to(root)} contains {n[:8]}..." for n in needles if n.encode() in data]
-    return found
-
-
-def destination_states(db: Path) -> list[str]:
-    from dlt.common.versioned_state import decompress_state
-
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("select state from data._dlt_pipeline_state").fetchall()
-    return [json.dumps(decompress_state(r[0])) for r in rows]
-
-
-def assert_nowhere(needles: list[str], texts: list[str], root: Path) -> None:
-    for text in texts:
-        for n in needles:
-            assert n not in text, f"secret found in: {text[:300]}"
-    assert scan_files(root, needles) == []
+from tests.support import assert_nowhere, destination_states
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,30 +12,18 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests import support
+from tests.support import cdp_sync
+
 from .truth import assert_table_equals
-
-
-def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(
-        SOURCES__SYNERISE__API_KEY=server.api_key,
-        SOURCES__SYNERISE__BASE_URL=server.base_url,
-        SSL_CERT_FILE=server.ca_file,
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    env.update(extra)
-    return env
-
 
 #: the CLI's defaults: pipeline "synerise" (state, and the DuckDB file), dataset "synerise_data"
 DB = "synerise.duckdb"
 DATASET = "synerise_data"
 
 
-def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+def cli_env(server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return support.cli_env("synerise", server, tmp_path, **extra)
 
 
 def test_run_state_and_check(emu, ctl, tmp_path):

@@ -6,38 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from pathlib import Path
 
-import duckdb
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.redact import install_log_redaction
 from sources.synerise import synerise_source
-
-
-def scan_files(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file():
-            data = f.read_bytes()
-            found += [f"{f.relative_to(root)} contains {n[:8]!r}..." for n in needles if n in data]
-    return found
-
-
-def destination_states(db: Path) -> list[str]:
-    from dlt.common.versioned_state import decompress_state
-
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("select state from data._dlt_pipeline_state").fetchall()
-    return [json.dumps(decompress_state(r[0])) for r in rows]
-
-
-def assert_nowhere(needles: list[str], texts: list[str], root: Path) -> None:
-    for text in texts:
-        for n in needles:
-            assert n not in text, f"secret found in: {text[:300]}"
-    assert scan_files(root, [n.encode() for n in needles]) == []
+from tests.support import assert_nowhere, destination_states
 
 
 def test_no_key_or_jwt_after_a_successful_and_a_failed_run(emu, control_for, make_pipeline, tmp_path, caplog,

@@ -1,0 +1,73 @@
+"""Helpers every vendor's CLI and redaction tests share: the CLI as a subprocess, and scanning
+text and files for secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def cli_env(vendor: str, server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``cdp-sync`` subprocess pointed at ``server`` (an emulator): the
+    vendor's key and base URL, the emulator's CA, a private dlt data dir; nothing else from
+    the developer's ``SOURCES__*`` leaks in."""
+    prefix = f"SOURCES__{vendor.upper()}__"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update(
+        {
+            prefix + "API_KEY": server.api_key,
+            prefix + "BASE_URL": server.base_url,
+            "SSL_CERT_FILE": server.ca_file,
+            "DLT_DATA_DIR": str(tmp_path / "dlt_data"),
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def cdp_sync(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``cdp-sync <args>`` as a subprocess and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, cwd=cwd, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def _as_bytes(needles: Iterable[str | bytes]) -> list[bytes]:
+    return [n if isinstance(n, bytes) else n.encode() for n in needles]
+
+
+def scan_files(root: Path, needles: Iterable[str | bytes]) -> list[str]:
+    """Every file below ``root`` that holds one of ``needles`` (as ``<file> contains <prefix>…``)."""
+    wanted = _as_bytes(needles)
+    found = []
+    for f in root.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            found += [f"{f.relative_to(root)} contains {n[:6]!r}…" for n in wanted if n in data]
+    return found
+
+
+def destination_states(db: Path, dataset: str = "data") -> list[str]:
+    """The pipeline states stored in a DuckDB dataset, decompressed to JSON text."""
+    import duckdb
+    from dlt.common.versioned_state import decompress_state
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(f'select state from "{dataset}"._dlt_pipeline_state').fetchall()
+    return [json.dumps(decompress_state(r[0])) for r in rows]
+
+
+def assert_nowhere(needles: Iterable[str | bytes], texts: Iterable[str], root: Path) -> None:
+    """None of ``needles`` in any of ``texts`` nor in any file below ``root``."""
+    wanted = _as_bytes(needles)
+    for text in texts:
+        for n in wanted:
+            assert n.decode() not in text, f"secret found in: {text[:300]}"
+    assert scan_files(root, wanted) == []
