@@ -236,3 +236,31 @@ def test_settings_refuse_an_unknown_vendor_and_a_table_format_without_files(monk
     [only] = dd.settings_from_config()
     assert (only.vendor, only.destination, only.table_format, only.pool, only.window_pool) == (
         "posthog", "filesystem", "delta", "cdp_sync_posthog", "cdp_sync_posthog_windows")
+
+
+def test_the_readmes_dagster_configuration_is_read_as_documented(tmp_path):
+    """The ``[cdp_sync.dagster]`` block of README "Orchestration" in a project's .dlt/config.toml,
+    read by a fresh process (dlt binds its configuration files to the working directory)."""
+    import json
+    import re
+    import tomllib
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("\n## Orchestration\n"):]
+    [block] = [b for b in re.findall(r"```toml\n(.*?)```", section, re.S) if "[cdp_sync.dagster]" in b]
+    documented = tomllib.loads(block)["cdp_sync"]["dagster"]
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text(block)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "CDP_SYNC__"))}
+    code = ("import dataclasses, json; from pipelines.dagster_defs import settings_from_config; "
+            "print(json.dumps([dataclasses.asdict(s) | {'schedule_cron': s.schedule_cron} for s in settings_from_config()]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = {s["vendor"]: s for s in json.loads(done.stdout.strip().splitlines()[-1])}
+    assert list(got) == documented["vendors"]
+    assert {s["destination"] for s in got.values()} == {documented["destination"]}
+    assert got["personyze"]["start_date"] == documented["start_date"]
+    assert got["posthog"]["start_date"] == documented["posthog"]["start_date"]
+    assert got["posthog"]["schedule_cron"] == documented["posthog"]["cron"]
+    assert got["personyze"]["schedule_cron"] == dd.DAILY_CRON
