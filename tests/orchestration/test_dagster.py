@@ -128,6 +128,18 @@ def test_a_daily_partition_loads_exactly_its_day_and_leaves_the_schedule_alone(p
         assert_table_equals(con, DATASET, S.USERS, want)
         assert len(all_loads(con, DATASET)) == len(loads) + 1
     assert scheduled_state(tmp_path, DATASET, DB, pipelines, "personyze") == before
+
+    # the schedule carries on from its own cursor (dagster-dlt drops the local pipeline folder
+    # before a run: the cursor comes back from the destination)
+    ctl.mutate({"op": "advance_clock", "seconds": 30})
+    ctl.mutate({"op": "add_sessions", "count": 4, "late_seconds": 60})
+    later = materialize([parts.scheduled], selection=[SESSIONS], resources={"dlt": DagsterDltResource()},
+                        instance=instance)
+    assert later.success
+    assert materializations(later)[SESSIONS]["rows_loaded"].value == 4, "only the new sessions"
+    with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
+        assert_table_equals(con, DATASET, S.SESSIONS_ARCHIVE, ctl.export("sessions_archive"))
+        assert_table_equals(con, DATASET, S.USERS, want)
     assert emu.api_key not in every_event_text(instance), "the key never reaches Dagster's records"
 
 
