@@ -71,3 +71,35 @@ def assert_nowhere(needles: Iterable[str | bytes], texts: Iterable[str], root: P
         for n in wanted:
             assert n.decode() not in text, f"secret found in: {text[:300]}"
     assert scan_files(root, wanted) == []
+
+
+def assert_refused_key(
+    env: dict[str, str], cwd: Path, vendor: str, wrong: str, argsets: Iterable[tuple[str, ...]], *needles: str
+) -> None:
+    """Each ``cdp-sync <args>`` run with a key the vendor refuses exits 1 with exactly one
+    ``error:`` line naming the vendor, the 401 and ``needles``, no traceback, and never echoes
+    the key."""
+    for args in argsets:
+        result = cdp_sync(*args, env=env, cwd=cwd)
+        assert result.returncode == 1, result
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1, result.stderr
+        for needle in (vendor, "401", *needles):
+            assert needle in lines[0], lines[0]
+        assert "Traceback" not in result.stderr
+        assert wrong not in result.stderr + result.stdout
+
+
+def assert_bad_input(env: dict[str, str], cwd: Path, args: tuple[str, ...], env_change: dict, needle: str) -> None:
+    """``cdp-sync <args>`` with ``env_change`` applied (``None`` removes a variable) exits 2 with
+    one ``error:`` line holding ``needle`` and no traceback."""
+    env = dict(env)
+    for k, v in env_change.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    result = cdp_sync(*args, env=env, cwd=cwd)
+    assert result.returncode == 2, result
+    assert result.stderr.count("error:") == 1 and needle in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

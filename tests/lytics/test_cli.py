@@ -56,20 +56,14 @@ def test_run_state_and_check(emu, ctl, tmp_path):
 def test_refused_token_is_one_clear_line_and_exit_1(emu, tmp_path):
     wrong = "wrong-token-0123456789abcdef"
     env = cli_env(emu, tmp_path, SOURCES__LYTICS__API_KEY=wrong)
-    for args in (("run", "lytics", "--resources", "jobs"), ("check", "lytics")):
-        result = cdp_sync(*args, env=env, cwd=tmp_path)
-        assert result.returncode == 1, result
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(lines) == 1, result.stderr
-        assert "lytics" in lines[0] and "401" in lines[0] and "Not authorized" in lines[0]
-        assert "Traceback" not in result.stderr and wrong not in result.stderr + result.stdout
+    support.assert_refused_key(
+        env, tmp_path, "lytics", wrong, (("run", "lytics", "--resources", "jobs"), ("check", "lytics")), "Not authorized"
+    )
 
 
 def test_bad_option_exits_2_with_one_line(emu, tmp_path):
-    env = cli_env(emu, tmp_path, SOURCES__LYTICS__USERS_MODE="sometimes")
-    result = cdp_sync("run", "lytics", env=env, cwd=tmp_path)
-    assert result.returncode == 2, result
-    assert result.stderr.count("error:") == 1 and "users_mode" in result.stderr
+    env = cli_env(emu, tmp_path)
+    support.assert_bad_input(env, tmp_path, ("run", "lytics"), {"SOURCES__LYTICS__USERS_MODE": "sometimes"}, "users_mode")
 
 
 def test_sigkill_mid_scan_then_rerun_is_exact(emu, ctl, tmp_path):

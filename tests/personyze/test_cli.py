@@ -60,14 +60,9 @@ def test_run_state_and_check(emu, ctl, tmp_path):
 def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
     wrong = "0" * 40
     env = cli_env(emu, tmp_path, SOURCES__PERSONYZE__API_KEY=wrong)
-    for args in (("run", "personyze"), ("check", "personyze")):
-        result = cdp_sync(*args, env=env, cwd=tmp_path)
-        assert result.returncode == 1, result
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(lines) == 1, result.stderr
-        assert "personyze" in lines[0] and "401" in lines[0]
-        assert "Traceback" not in result.stderr
-        assert wrong not in result.stderr + result.stdout
+    support.assert_refused_key(
+        env, tmp_path, "personyze", wrong, (("run", "personyze"), ("check", "personyze"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,16 +78,7 @@ def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
-    env = cli_env(emu, tmp_path)
-    for k, v in env_change.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-    result = cdp_sync(*args, env=env, cwd=tmp_path)
-    assert result.returncode == 2, result
-    assert result.stderr.count("error:") == 1 and needle in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    support.assert_bad_input(cli_env(emu, tmp_path), tmp_path, args, env_change, needle)
 
 
 def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
@@ -139,3 +125,4 @@ def test_demo_loads_every_source(tmp_path):
     assert "personyze.users" in result.stdout and "duckdb" in result.stdout
     with duckdb.connect(str(tmp_path / "cdp_demo.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from personyze.users").fetchone()[0] == 300
+

@@ -64,14 +64,9 @@ def test_run_state_and_check(emu, ctl, tmp_path):
 def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
     wrong = "phx_" + "7" * 40
     env = cli_env(emu, tmp_path, SOURCES__POSTHOG__API_KEY=wrong)
-    for args in (("run", "posthog"), ("check", "posthog")):
-        result = cdp_sync(*args, env=env, cwd=tmp_path)
-        assert result.returncode == 1, result
-        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-        assert len(lines) == 1, result.stderr
-        assert "posthog" in lines[0] and "401" in lines[0] and "invalid" in lines[0]
-        assert "Traceback" not in result.stderr
-        assert wrong not in result.stderr + result.stdout
+    support.assert_refused_key(
+        env, tmp_path, "posthog", wrong, (("run", "posthog"), ("check", "posthog")), "invalid"
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,16 +83,7 @@ def test_refused_key_is_one_clear_line_and_exit_1(emu, tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_line(emu, tmp_path, args, env_change, needle):
-    env = cli_env(emu, tmp_path)
-    for k, v in env_change.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-    result = cdp_sync(*args, env=env, cwd=tmp_path)
-    assert result.returncode == 2, result
-    assert result.stderr.count("error:") == 1 and needle in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    support.assert_bad_input(cli_env(emu, tmp_path), tmp_path, args, env_change, needle)
 
 
 def test_sigkill_mid_run_then_rerun_is_exact(emu, ctl, tmp_path):
