@@ -8,6 +8,7 @@ column as text: no type work at all, so the floor is generous) and inserted into
 from __future__ import annotations
 
 import ssl
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ CONCURRENT_RESOURCES = ("users",)
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination
+    from pipelines.destinations import duckdb_destination, run_within_cap
     from sources.common.progress import requests_made
     from sources.personyze import personyze_source
 
@@ -40,7 +41,9 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             api_key=info["api_key"], base_url=info["base_url"], backfill_workers=workers
         ).with_resources(*resources)
         started = time.perf_counter()
-        load_info = pipeline.run(source, loader_file_format="parquet")
+        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
+        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
+                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
         seconds = time.perf_counter() - started
         load_info.raise_on_failed_jobs()
         counts = pipeline.last_trace.last_normalize_info.row_counts

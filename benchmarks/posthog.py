@@ -57,7 +57,7 @@ def _prepare(info: dict[str, Any]) -> int:
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination
+    from pipelines.destinations import duckdb_destination, run_within_cap
     from sources.common.progress import requests_made
     from sources.posthog import posthog_source
 
@@ -74,7 +74,9 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             query_concurrency=max(1, min(workers, 3)), events_page_size=_page_size(),
         ).with_resources(*resources)
         started = time.perf_counter()
-        load_info = pipeline.run(source, loader_file_format="parquet")
+        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
+        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
+                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
         seconds = time.perf_counter() - started
         load_info.raise_on_failed_jobs()
         counts = pipeline.last_trace.last_normalize_info.row_counts

@@ -45,6 +45,7 @@ from typing import Any
 
 import pendulum
 
+from pipelines.destinations import run_within_cap
 from sources.common.errors import ConfigurationError
 from sources.common.window import Window, iso
 
@@ -251,7 +252,7 @@ def run_window(
     pipeline.extract(source, loader_file_format=loader_file_format, table_format=table_format)
     pipeline.normalize()
     with lock:
-        info = pipeline.load()
+        info = run_within_cap(pipeline, pipeline.load)
     info.raise_on_failed_jobs()
     record = window.recorded_in(_resource_state(pipeline.state, source.name, resource)) or {}
     return WindowResult(window, DONE, int(record.get("rows") or 0), time.monotonic() - started, _record_note(record),

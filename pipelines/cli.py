@@ -149,7 +149,7 @@ def _run_pipeline(
 ) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import loader_file_format
+    from pipelines.destinations import loader_file_format, run_within_cap
     from sources.common.progress import requests_made
 
     pipeline = dlt.pipeline(
@@ -159,18 +159,22 @@ def _run_pipeline(
         pipelines_dir=pipelines_dir,
     )
     fmt = loader_file_format(destination_name)
+
+    def warn(message: str) -> None:
+        click.echo(f"{vendor.name}: warning: {message}", err=True)
+
     before = requests_made(vendor.name)
     started = time.monotonic()
     if pipeline.has_pending_data:
         # a previous run stopped after extracting: finish loading its packages first, otherwise
         # dlt's run() would load them and skip the new extract
         click.echo(f"{vendor.name}: finishing the load packages of an interrupted run", err=True)
-        finished = pipeline.run()
+        finished = run_within_cap(pipeline, pipeline.run, warn=warn)
         if finished is not None:
             finished.raise_on_failed_jobs()
-    info = pipeline.run(
+    info = run_within_cap(pipeline, lambda: pipeline.run(
         source, loader_file_format=fmt, table_format=table_format, refresh="drop_sources" if full_refresh else None
-    )
+    ), warn=warn)
     info.raise_on_failed_jobs()
     elapsed = time.monotonic() - started
     counts = {}

@@ -91,7 +91,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
 from pipelines import backfill as bf
-from pipelines.destinations import loader_file_format
+from pipelines.destinations import loader_file_format, run_within_cap
 from pipelines.vendors import VENDORS
 from sources.common.window import Window, iso, parse_instant
 
@@ -296,6 +296,10 @@ def scheduled_assets(settings: VendorSettings) -> AssetsDefinition:
         try:
             # credentials resolve now, the dlt way (environment, .dlt/secrets.toml)
             run = source()
+            if pipeline.has_pending_data:
+                # an earlier materialization stopped before its load finished (DuckDB over its
+                # memory cap, a crash): finish that package first, uncapped if it must be
+                run_within_cap(pipeline, pipeline.load, warn=context.log.warning).raise_on_failed_jobs()
             yield from dlt.run(context=context, dlt_source=run, dlt_pipeline=pipeline,
                                loader_file_format=fmt, table_format=settings.table_format)
         except Exception as exc:

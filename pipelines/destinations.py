@@ -3,7 +3,8 @@
 DuckDB keeps every block it writes cached up to its memory limit, 80% of RAM by default, so a
 large backfill grows the loading process by hundreds of MB. cdp-sync caps it (``[cdp_sync]
 duckdb_memory_limit`` in ``.dlt/config.toml``, default 128MB; ``none`` lifts the cap): DuckDB then
-spills to disk, and merges and de-duplication still work (checked on 500,000 users).
+spills to disk. One step cannot spill, the window function with which dlt's merge de-duplicates
+its staging table; ``run_within_cap`` finishes a load that fails on it without the cap.
 
 The cap cannot live under ``[destination.duckdb.credentials]`` in ``config.toml``: dlt treats
 that section as secret and refuses it there, which would break every ``destination="duckdb"``
@@ -12,6 +13,7 @@ pipeline run from the project directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
@@ -33,7 +35,57 @@ def duckdb_destination(path: str) -> Any:
     limit = duckdb_memory_limit()
     if limit is None:
         return dlt.destinations.duckdb(credentials=path)
-    return dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}))
+    destination = dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}))
+    destination.cdp_sync_memory_cap = (path, limit)  # read by run_within_cap
+    return destination
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether DuckDB running out of its memory cap is behind ``exc`` (dlt wraps it in a load
+    job failure inside a pipeline step failure; the chain and the messages keep it)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if type(e).__name__ == "OutOfMemoryException" or "Out of Memory Error" in str(e):
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "exception", None), getattr(e, "client_exception", None)]
+    return False
+
+
+def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[str], None] | None = None) -> Any:
+    """``step()`` (the pipeline's ``run`` or ``load``); when its load fails because DuckDB needed
+    more than cdp-sync's memory cap, the pending package is loaded once more with the cap lifted.
+
+    The cap keeps ordinary loads small, but dlt's merge de-duplicates the staging table with a
+    window function over whole rows, and DuckDB cannot spill that: a large enough merge (800,000
+    PostHog events with their properties need about 1 GB) fails under any fixed cap. A failed load
+    job changes nothing (each job runs in a transaction) and dlt keeps the package, so loading it
+    again uncapped finishes the same data, neither lost nor doubled; the warning says so and how to
+    raise the cap instead."""
+    try:
+        return step()
+    except Exception as exc:
+        capped = getattr(pipeline.destination, "cdp_sync_memory_cap", None)
+        if capped is None or not _out_of_memory(exc) or not pipeline.has_pending_data:
+            raise
+        import dlt
+
+        path, limit = capped
+        (warn or _log_warning)(
+            f"DuckDB needed more than its memory cap ({limit}) for this load; finishing it without the cap "
+            "(set [cdp_sync] duckdb_memory_limit higher, or \"none\", to skip the failed attempt)"
+        )
+        return pipeline.load(destination=dlt.destinations.duckdb(credentials=path))
+
+
+def _log_warning(message: str) -> None:
+    import logging
+
+    logging.getLogger("cdp_sync").warning(message)
 
 
 #: destinations that take parquet directly (the fastest path for the sources' Arrow pages)

@@ -1,14 +1,17 @@
-"""cdp-sync's DuckDB settings: the memory cap reaches DuckDB, and the project's config.toml does not
-break a plain ``destination="duckdb"`` pipeline run from the project directory."""
+"""cdp-sync's DuckDB settings: the memory cap reaches DuckDB, a load the cap cannot hold is finished
+without it (exactly once), and the project's config.toml does not break a plain
+``destination="duckdb"`` pipeline run from the project directory."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dlt
 import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.destinations import duckdb_destination
+from pipelines.destinations import _out_of_memory, duckdb_destination, run_within_cap
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +61,63 @@ def test_configured_value_is_used(tmp_path, monkeypatch, value):
     pipeline.run([{"a": 1}], table_name="t")
     expected = {"64MB": "61.0 MiB", "1GB": "953.6 MiB"}[value]
     assert _memory_limit(pipeline) == expected
+
+
+def _wide_merge(n: int) -> Any:
+    """A merge resource of ``n`` ids, each twice (so dlt's merge must de-duplicate the staging
+    table with its window function), with 400-character rows."""
+    import pyarrow as pa
+
+    ids = [i // 2 for i in range(2 * n)]
+    table = pa.table({"id": pa.array(ids, pa.int64()), "blob": pa.array([f"{i:08d}" * 50 for i in ids])})
+
+    @dlt.resource(primary_key="id", write_disposition="merge", table_name="t")
+    def wide() -> Any:
+        yield table
+
+    return wide()
+
+
+def test_a_merge_over_the_cap_is_finished_uncapped_once_and_exactly(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "16MB")
+    pipeline = dlt.pipeline("big", destination=duckdb_destination(str(tmp_path / "big.duckdb")),
+                            dataset_name="big_data", pipelines_dir=str(tmp_path / "p"))
+    # the cap alone fails this merge (the window function cannot spill)
+    with pytest.raises(PipelineStepFailed) as failed:
+        pipeline.run(_wide_merge(25_000), loader_file_format="parquet")
+    assert _out_of_memory(failed.value) and pipeline.has_pending_data
+    pipeline.drop_pending_packages()
+
+    warnings: list[str] = []
+    info = run_within_cap(pipeline, lambda: pipeline.run(_wide_merge(25_000), loader_file_format="parquet"),
+                          warn=warnings.append)
+    assert not info.has_failed_jobs and not pipeline.has_pending_data
+    assert len(warnings) == 1 and "memory cap (16MB)" in warnings[0]
+    with pipeline.sql_client() as client:
+        rows, ids = client.execute_sql("select count(*), count(distinct id) from t")[0]
+    assert rows == ids == 25_000
+    # a later run under the cap merges again, exactly
+    info = run_within_cap(pipeline, lambda: pipeline.run(_wide_merge(1_000), loader_file_format="parquet"),
+                          warn=warnings.append)
+    with pipeline.sql_client() as client:
+        rows, ids = client.execute_sql("select count(*), count(distinct id) from t")[0]
+    assert rows == ids == 25_000 and len(warnings) == 1
+
+
+def test_other_failures_are_not_retried_uncapped(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "16MB")
+    pipeline = dlt.pipeline("other", destination=duckdb_destination(str(tmp_path / "o.duckdb")),
+                            dataset_name="other_data", pipelines_dir=str(tmp_path / "p"))
+    warnings: list[str] = []
+
+    def fails() -> None:
+        raise ValueError("not a memory problem")
+
+    with pytest.raises(ValueError):
+        run_within_cap(pipeline, fails, warn=warnings.append)
+    assert warnings == []
+    assert not _out_of_memory(RuntimeError("load failed", ValueError("Binder Error")))
+    assert _out_of_memory(RuntimeError("wrapped")) is False
+    nested = RuntimeError("outer")
+    nested.__cause__ = MemoryError("Out of Memory Error: failed to allocate data of size 16.0 MiB")
+    assert _out_of_memory(nested)

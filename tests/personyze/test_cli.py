@@ -126,3 +126,14 @@ def test_demo_loads_every_source(tmp_path):
     with duckdb.connect(str(tmp_path / "cdp_demo.duckdb"), read_only=True) as con:
         assert con.execute("select count(*) from personyze.users").fetchone()[0] == 300
 
+
+def test_a_load_over_the_duckdb_memory_cap_finishes_uncapped_with_a_warning(emu, ctl, tmp_path):
+    env = cli_env(emu, tmp_path, CDP_SYNC__DUCKDB_MEMORY_LIMIT="1MB")
+    result = cdp_sync("run", "personyze", "--resources", "users,events", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "memory cap" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("personyze: warning: DuckDB needed more"), result.stderr
+    with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
+        assert_table_equals(con, "personyze_data", S.USERS, ctl.export("users"))
+        ids = con.execute("select count(*), count(distinct id) from personyze_data.events").fetchone()
+    assert ids[0] == ids[1] == len(ctl.export("events"))
