@@ -66,11 +66,18 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
     job changes nothing (each job runs in a transaction) and dlt keeps the package, so loading it
     again uncapped finishes the same data, neither lost nor doubled; the warning says so and how to
     raise the cap instead."""
+    import logging
+
+    capped = getattr(pipeline.destination, "cdp_sync_memory_cap", None)
+    if capped is None:
+        return step()
+    quiet = _QuietOutOfMemory()
+    dlt_logger = logging.getLogger("dlt")
+    dlt_logger.addFilter(quiet)
     try:
         return step()
     except Exception as exc:
-        capped = getattr(pipeline.destination, "cdp_sync_memory_cap", None)
-        if capped is None or not _out_of_memory(exc) or not pipeline.has_pending_data:
+        if not _out_of_memory(exc) or not pipeline.has_pending_data:
             raise
         import dlt
 
@@ -80,6 +87,19 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
             "(set [cdp_sync] duckdb_memory_limit higher, or \"none\", to skip the failed attempt)"
         )
         return pipeline.load(destination=dlt.destinations.duckdb(credentials=path))
+    finally:
+        dlt_logger.removeFilter(quiet)
+
+
+class _QuietOutOfMemory:
+    """Keeps dlt from logging a traceback for each of its retries of a job that ran out of
+    DuckDB's memory: the one warning of ``run_within_cap`` says what happened (and if the load
+    still fails, its error does)."""
+
+    def filter(self, record: Any) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and _out_of_memory(record.exc_info[1]):
+            return False
+        return "Out of Memory Error" not in record.getMessage()
 
 
 def _log_warning(message: str) -> None:
