@@ -954,6 +954,7 @@ class PostHogBackend:
         name = op.get("op")
         handlers = {
             "add_events": self._add_events,
+            "duplicate_events": self._duplicate_events,
             "add_persons": self._add_persons,
             "modify_persons": self._modify_persons,
             "delete_persons": self._delete_persons,
@@ -1009,6 +1010,20 @@ class PostHogBackend:
         self._summary_cache.clear()
         return {"project_id": project.id, "uuids": [e.uuid for e in added],
                 "timestamps": sorted({iso_us(e.ts) for e in added})[:5], "count": n}
+
+    def _duplicate_events(self, op: dict[str, Any]) -> dict[str, Any]:
+        """``count`` stored events (spread evenly over the project's generated events) stored a
+        second time, as PostHog's ClickHouse tables (ReplacingMergeTree) keep an event sent twice
+        until they merge their parts: until then every query returns both copies, side by side in
+        ``(timestamp, uuid)`` order. Inferred, not documented; the stricter behaviour."""
+        project = self._project_arg(op)
+        store = project.events
+        n = min(self._count(op), store.n)
+        step = max(1, store.n // n)
+        copies = [store.base_event(i) for i in range(0, store.n, step)][:n]
+        store.add(copies)
+        self._summary_cache.clear()
+        return {"project_id": project.id, "uuids": [e.uuid for e in copies], "count": len(copies)}
 
     def _add_persons(self, op: dict[str, Any]) -> dict[str, Any]:
         project = self._project_arg(op)

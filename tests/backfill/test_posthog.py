@@ -114,11 +114,15 @@ def test_events_and_summaries_backfill_exactly_without_moving_the_schedule(emu, 
     assert scheduled.last_trace.last_normalize_info.row_counts["events"] == 12
     with connect(tmp_path) as con:
         assert_matches_emulator(con, DATASET, ctl, *resources)
-    # a window's rows are unique (its merge skips de-duplication); the scheduled run's may not be,
-    # and it says so on every run, whatever schema it restored
+    # events are unique within any run (their merge skips de-duplication); a window's daily counts
+    # are too, the scheduled run's re-read days may not be, and it says so on every run, whatever
+    # schema it restored from the dataset the windows also wrote to
     window = dlt.attach(pipeline_name=events[0].pipeline_name, pipelines_dir=str(tmp_path / "pipelines"))
     assert window.default_schema.tables["events"][DEDUPLICATED] is True
-    assert scheduled.default_schema.tables["events"][DEDUPLICATED] is False
+    assert scheduled.default_schema.tables["events"][DEDUPLICATED] is True
+    summary_window = dlt.attach(pipeline_name=summaries[0].pipeline_name, pipelines_dir=str(tmp_path / "pipelines"))
+    assert summary_window.default_schema.tables["event_summaries"][DEDUPLICATED] is True
+    assert scheduled.default_schema.tables["event_summaries"][DEDUPLICATED] is False
 
 
 def test_events_tied_on_a_window_boundary_land_in_exactly_one_window(emu, ctl, tmp_path):

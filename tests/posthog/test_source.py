@@ -86,6 +86,22 @@ def test_2000_events_on_one_microsecond_across_page_boundaries_load_once(emu, ct
         assert_matches_emulator(con, "data", ctl, "events")
 
 
+def test_an_event_stored_twice_loads_once(emu, ctl, make_pipeline, tmp_path):
+    # copies not yet merged by ClickHouse come back side by side, on one page or across two
+    pid = min(emu.backend.projects)
+    copies = ctl.mutate({"op": "duplicate_events", "count": 300, "project_id": pid})
+    events = ctl.export("events")
+    assert len(events) == len({(e["project_id"], e["uuid"]) for e in events}) + 300
+    pipeline = make_pipeline()
+    counts = run(pipeline, source(emu, "events", events_page_size=97))
+    assert counts["events"] == len(events) - 300
+    with connect(tmp_path) as con:
+        n, distinct = con.execute("select count(*), count(distinct uuid) from data.events").fetchone()
+        loaded = {r[0] for r in con.execute("select uuid from data.events").fetchall()}
+    assert n == distinct == len({e["uuid"] for e in events})
+    assert set(copies["uuids"]) <= loaded
+
+
 def test_late_events_inside_the_lookback_load_outside_is_the_known_limit(emu, ctl, make_pipeline, tmp_path):
     pipeline = make_pipeline()
     run(pipeline, source(emu, "events"))
