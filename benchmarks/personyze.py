@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import print_steps
+
 BATCH = 5000
 PAGE = 50
 
@@ -46,6 +48,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
                                    warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
         seconds = time.perf_counter() - started
         load_info.raise_on_failed_jobs()
+        print_steps(pipeline, workers)
         counts = pipeline.last_trace.last_normalize_info.row_counts
         rows = sum(n for t, n in counts.items() if t in resources)
     return {"rows": rows, "requests": requests_made("personyze"), "seconds": seconds}

@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks import print_steps
+
 RESOURCES = ("events",)
 DEFAULT_WORKERS = 3
 #: what ``--sequential`` times with one worker against ``--workers`` (concurrent day windows)
@@ -81,12 +83,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
         load_info.raise_on_failed_jobs()
         counts = pipeline.last_trace.last_normalize_info.row_counts
         rows = sum(n for t, n in counts.items() if t in resources)
-        # where the time went: only the extract (the walk) runs windows at once; normalize and load
-        # cost the same with one worker or three (stderr: the harness keeps stdout for the result)
-        steps = {s.step: (s.finished_at - s.started_at).total_seconds() for s in pipeline.last_trace.steps}
-        print(f"  cdp-sync steps (workers={workers}): " + ", ".join(
-            f"{name} {steps[name]:.1f} s" for name in ("extract", "normalize", "load") if name in steps),
-            file=sys.stderr, flush=True)
+        print_steps(pipeline, workers)
     return {"rows": rows, "requests": requests_made("posthog"), "seconds": seconds}
 
 
