@@ -4,6 +4,7 @@ without it (exactly once), and the project's config.toml does not break a plain
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ def test_configured_value_is_used(tmp_path, monkeypatch, value):
     assert _memory_limit(pipeline) == expected
 
 
+class _LogRecords(logging.Handler):
+    """What dlt's logger emits, with tracebacks, as text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage() + (logging.Formatter().formatException(record.exc_info)
+                                                    if record.exc_info else ""))
+
+
 def _wide_merge(n: int) -> Any:
     """A merge resource of ``n`` ids, each twice (so dlt's merge must de-duplicate the staging
     table with its window function), with 400-character rows."""
@@ -79,6 +92,9 @@ def _wide_merge(n: int) -> Any:
 
 
 def test_a_merge_over_the_cap_is_finished_uncapped_once_and_exactly(tmp_path, monkeypatch):
+    seen = _LogRecords()
+    logging.getLogger("dlt").addHandler(seen)
+    monkeypatch.setattr(seen, "level", logging.DEBUG)
     monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "16MB")
     pipeline = dlt.pipeline("big", destination=duckdb_destination(str(tmp_path / "big.duckdb")),
                             dataset_name="big_data", pipelines_dir=str(tmp_path / "p"))
@@ -87,12 +103,16 @@ def test_a_merge_over_the_cap_is_finished_uncapped_once_and_exactly(tmp_path, mo
         pipeline.run(_wide_merge(25_000), loader_file_format="parquet")
     assert _out_of_memory(failed.value) and pipeline.has_pending_data
     pipeline.drop_pending_packages()
+    assert any("Out of Memory" in m for m in seen.messages), "dlt logs each retry of the failed job"
+    seen.messages.clear()
 
     warnings: list[str] = []
     info = run_within_cap(pipeline, lambda: pipeline.run(_wide_merge(25_000), loader_file_format="parquet"),
                           warn=warnings.append)
     assert not info.has_failed_jobs and not pipeline.has_pending_data
     assert len(warnings) == 1 and "memory cap (16MB)" in warnings[0]
+    assert not [m for m in seen.messages if "Out of Memory" in m], "the one warning replaces dlt's retry logs"
+    logging.getLogger("dlt").removeHandler(seen)
     with pipeline.sql_client() as client:
         rows, ids = client.execute_sql("select count(*), count(distinct id) from t")[0]
     assert rows == ids == 25_000
