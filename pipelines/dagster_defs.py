@@ -299,7 +299,9 @@ def scheduled_assets(settings: VendorSettings) -> AssetsDefinition:
             if pipeline.has_pending_data:
                 # an earlier materialization stopped before its load finished (DuckDB over its
                 # memory cap, a crash): finish that package first, uncapped if it must be
-                run_within_cap(pipeline, pipeline.load, warn=context.log.warning).raise_on_failed_jobs()
+                finished = run_within_cap(pipeline, pipeline.run, warn=context.log.warning)
+                if finished is not None:
+                    finished.raise_on_failed_jobs()
             yield from dlt.run(context=context, dlt_source=run, dlt_pipeline=pipeline,
                                loader_file_format=fmt, table_format=settings.table_format)
         except Exception as exc:

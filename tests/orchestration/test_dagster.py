@@ -276,3 +276,22 @@ def test_the_readmes_dagster_configuration_is_read_as_documented(tmp_path):
     assert got["posthog"]["start_date"] == documented["posthog"]["start_date"]
     assert got["posthog"]["schedule_cron"] == documented["posthog"]["cron"]
     assert got["personyze"]["schedule_cron"] == dd.DAILY_CRON
+
+
+def test_a_scheduled_load_over_the_duckdb_cap_is_finished_by_the_next_materialization(personyze, tmp_path,
+                                                                                        monkeypatch):
+    emu, ctl = personyze
+    monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "1MB")  # read when the definitions are built
+    settings = dd.VendorSettings("personyze", pipelines_dir=str(tmp_path / "pipelines"))
+    parts = dd.vendor_definitions(settings)
+    instance = DagsterInstance.ephemeral()
+    first = materialize([parts.scheduled], selection=[SESSIONS], resources={"dlt": DagsterDltResource()},
+                        instance=instance, raise_on_error=False)
+    assert not first.success, "dagster-dlt's own run meets the cap"
+    # the next materialization loads the package the first one left, without the cap, then runs
+    second = materialize([parts.scheduled], selection=[SESSIONS], resources={"dlt": DagsterDltResource()},
+                         instance=instance, raise_on_error=False)
+    assert second.success, every_event_text(instance)[-2000:]
+    assert "memory cap (1MB)" in every_event_text(instance)
+    with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
+        assert_table_equals(con, DATASET, S.SESSIONS_ARCHIVE, ctl.export("sessions_archive"))
