@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
-def cli_env(vendor: str, server: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+def cli_env(vendor: str, server: Any, tmp_path: Path, *, drop: tuple[str, ...] = (), **extra: str) -> dict[str, str]:
     """The environment of a ``cdp-sync`` subprocess pointed at ``server`` (an emulator): the
-    vendor's key and base URL, the emulator's CA, a private dlt data dir; nothing else from
-    the developer's ``SOURCES__*`` leaks in."""
+    vendor's key and base URL, the emulator's CA, a private dlt data dir, then ``extra``; nothing
+    from the developer's ``SOURCES__*`` or ``DESTINATION__*`` leaks in, nor variables starting
+    with one of ``drop``."""
     prefix = f"SOURCES__{vendor.upper()}__"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__", *drop))}
     env.update(
         {
             prefix + "API_KEY": server.api_key,

@@ -11,9 +11,6 @@ in-memory DuckDB that holds the Arrow tables."""
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from sources.lytics import settings as LS
 from sources.lytics import user_table
 from tests.lytics import truth as lytics_truth
 from tests.posthog import truth as posthog_truth
+from tests.support import cdp_sync, cli_env
 
 DATASET = "lake_data"
 
@@ -166,20 +164,12 @@ def test_cli_parquet_files_merge_falls_back_to_append(tmp_path, start_emulator, 
     emu = start_emulator("lytics", scale=300, seed=3)
     ctl = control_for(emu)
     lake = tmp_path / "lake"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOURCES__", "DESTINATION__", "NORMALIZE__PARQUET_NORMALIZER"))}
-    env.update(
-        SOURCES__LYTICS__API_KEY=emu.api_key,
-        SOURCES__LYTICS__BASE_URL=emu.base_url,
-        SSL_CERT_FILE=emu.ca_file,
-        DESTINATION__FILESYSTEM__BUCKET_URL=lake.as_uri(),
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    argv = [sys.executable, "-m", "pipelines.cli", "run", "lytics", "--destination", "filesystem",
-            "--resources", "users", "--dataset-name", DATASET]
+    # the normalizer settings of the test session stay out: the files are what a user's run writes
+    env = cli_env("lytics", emu, tmp_path, drop=("NORMALIZE__PARQUET_NORMALIZER",),
+                  DESTINATION__FILESYSTEM__BUCKET_URL=lake.as_uri())
+    argv = ("run", "lytics", "--destination", "filesystem", "--resources", "users", "--dataset-name", DATASET)
 
-    first = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    first = cdp_sync(*argv, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     (file1,) = parquet_files(lake, "users")
     columns, types = lytics_users_columns(ctl)
@@ -187,7 +177,7 @@ def test_cli_parquet_files_merge_falls_back_to_append(tmp_path, start_emulator, 
         lytics_truth.assert_table_equals(con, DATASET, "users", columns, ("_uid",), ctl.export("users"), types)
 
     changed = set(ctl.mutate({"op": "modify_users", "count": 20})["uids"])
-    second = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    second = cdp_sync(*argv, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     files = parquet_files(lake, "users")
     assert len(files) == 2 and file1 in files, files
@@ -214,23 +204,16 @@ def test_cli_table_format_delta_merges(tmp_path, start_emulator, control_for):
     emu = start_emulator("lytics", scale=300, seed=4)
     ctl = control_for(emu)
     lake = tmp_path / "lake"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SOURCES__", "DESTINATION__", "NORMALIZE__PARQUET_NORMALIZER"))}
-    env.update(
-        SOURCES__LYTICS__API_KEY=emu.api_key,
-        SOURCES__LYTICS__BASE_URL=emu.base_url,
-        SSL_CERT_FILE=emu.ca_file,
-        DESTINATION__FILESYSTEM__BUCKET_URL=lake.as_uri(),
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    argv = [sys.executable, "-m", "pipelines.cli", "run", "lytics", "--destination", "filesystem",
-            "--table-format", "delta", "--resources", "users", "--dataset-name", DATASET]
-    first = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    # the normalizer settings of the test session stay out: the files are what a user's run writes
+    env = cli_env("lytics", emu, tmp_path, drop=("NORMALIZE__PARQUET_NORMALIZER",),
+                  DESTINATION__FILESYSTEM__BUCKET_URL=lake.as_uri())
+    argv = ("run", "lytics", "--destination", "filesystem", "--table-format", "delta", "--resources", "users",
+            "--dataset-name", DATASET)
+    first = cdp_sync(*argv, env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert (lake / DATASET / "users" / "_delta_log").is_dir()
     changed = set(ctl.mutate({"op": "modify_users", "count": 20})["uids"])
-    second = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    second = cdp_sync(*argv, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     users = read_delta(lake, "users")
     assert users.num_rows == 300 and not duplicates(users, ("_uid",))

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from sources.posthog import settings as HS
 from tests.lytics import truth as lytics_truth
 from tests.personyze import truth as personyze_truth
 from tests.posthog import truth as posthog_truth
+from tests.support import cdp_sync, cli_env
 from tests.synerise import truth as synerise_truth
 
 from .pgtruth import PgConnection
@@ -368,18 +366,10 @@ def test_cli_run_into_postgres_keeps_the_password_out_of_output_and_state(tmp_pa
                                                                           postgres_server, pg):
     emu = start_emulator("personyze", scale=300, seed=5)
     ctl = control_for(emu)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
-    env.update(
-        SOURCES__PERSONYZE__API_KEY=emu.api_key,
-        SOURCES__PERSONYZE__BASE_URL=emu.base_url,
-        SSL_CERT_FILE=emu.ca_file,
-        DESTINATION__POSTGRES__CREDENTIALS=postgres_server.url,
-        DLT_DATA_DIR=str(tmp_path / "dlt_data"),
-        RUNTIME__DLTHUB_TELEMETRY="false",
-    )
-    argv = [sys.executable, "-m", "pipelines.cli", "run", "personyze", "--destination", "postgres",
-            "--resources", "users,events,sessions_archive", "--dataset-name", "cli_personyze"]
-    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = cli_env("personyze", emu, tmp_path, DESTINATION__POSTGRES__CREDENTIALS=postgres_server.url)
+    argv = ("run", "personyze", "--destination", "postgres", "--resources", "users,events,sessions_archive",
+            "--dataset-name", "cli_personyze")
+    done = cdp_sync(*argv, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "users" in done.stdout
     personyze_truth.assert_table_equals(pg, "cli_personyze", PS.USERS, ctl.export("users"))
@@ -391,9 +381,8 @@ def test_cli_run_into_postgres_keeps_the_password_out_of_output_and_state(tmp_pa
 
     # a wrong password: one line naming the failure, without the password, exit 1
     wrong = postgres_server.url.replace(postgres_server.loader_password, "not-the-password-4711")
-    failed = subprocess.run([*argv, "--pipeline-name", "wrong_password"],
-                            env={**env, "DESTINATION__POSTGRES__CREDENTIALS": wrong},
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    failed = cdp_sync(*argv, "--pipeline-name", "wrong_password",
+                      env={**env, "DESTINATION__POSTGRES__CREDENTIALS": wrong}, cwd=tmp_path)
     assert failed.returncode == 1, failed.stderr
     assert len(failed.stderr.strip().splitlines()) == 1, failed.stderr
     assert "not-the-password-4711" not in failed.stderr + failed.stdout
