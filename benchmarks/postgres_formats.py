@@ -1,7 +1,7 @@
 """PostgreSQL: time dlt's normalize and load steps for Arrow pages written as ``insert_values``
 (keeps empty strings) and as csv (dlt's default for Arrow there: COPY, which stores '' as NULL).
 
-    .venv/bin/python scripts/bench_postgres_formats.py --scale 20000 --repeat 2
+    .venv/bin/python -m benchmarks.postgres_formats --scale 20000 --repeat 2
 
 Starts a throwaway PostgreSQL server (as the tests do) and the Personyze emulator on 127.0.0.1,
 extracts users, events and sessions_archive once per format and repetition, then times
@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 os.environ.setdefault("RUNTIME__LOG_LEVEL", "ERROR")
 
