@@ -373,7 +373,7 @@ def backfill(
         for a, b in failed:
             click.echo("  " + _rerun_command(vendor, resource, a, b, window, workers, destination,
                                              dataset_name if dataset_name != default_dataset(vendor) else None,
-                                             pipeline_name if pipeline_name != vendor else None))
+                                             pipeline_name if pipeline_name != vendor else None, table_format))
         sys.exit(EXIT_FAILED)
 
 
@@ -393,7 +393,7 @@ def _print_backfill_table(results: list[Any], seconds: float) -> None:
 
 
 def _rerun_command(vendor: str, resource: str, a: Any, b: Any, window: str, workers: int, destination: str,
-                   dataset_name: str | None, pipeline_name: str | None) -> str:
+                   dataset_name: str | None, pipeline_name: str | None, table_format: str | None = None) -> str:
     import shlex
 
     from sources.common.window import iso
@@ -408,6 +408,8 @@ def _rerun_command(vendor: str, resource: str, a: Any, b: Any, window: str, work
         args += ["--dataset-name", dataset_name]
     if pipeline_name:
         args += ["--pipeline-name", pipeline_name]
+    if table_format:
+        args += ["--table-format", table_format]
     return " ".join(shlex.quote(x) for x in args)
 
 

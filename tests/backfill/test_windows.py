@@ -84,3 +84,20 @@ def test_every_vendor_declares_its_time_windowed_resources():
 def test_a_daily_partition_is_one_utc_day():
     assert Window.day("2026-11-01") == Window(parse_instant("2026-11-01"), parse_instant("2026-11-02"))
     assert Window.day("2026-11-01T23:30:00-01:00") == Window.day("2026-11-02")
+
+
+def test_the_rerun_command_of_a_failed_window_keeps_where_and_how_it_loads():
+    import shlex
+
+    from pipelines.cli import _rerun_command
+
+    a, b = parse_instant("2026-10-03T00:00:00Z"), parse_instant("2026-10-05T00:00:00Z")
+    command = shlex.split(_rerun_command("posthog", "events", a, b, "2d", 3, "filesystem", "lake_data", "nightly",
+                                         "delta"))
+    options = dict(zip(command[3::2], command[4::2], strict=True))
+    assert command[:3] == ["cdp-sync", "backfill", "posthog"]
+    assert options == {"--resource": "events", "--from": "2026-10-03T00:00:00Z", "--to": "2026-10-05T00:00:00Z",
+                       "--window": "2d", "--workers": "3", "--destination": "filesystem",
+                       "--dataset-name": "lake_data", "--pipeline-name": "nightly", "--table-format": "delta"}
+    plain = shlex.split(_rerun_command("posthog", "events", a, b, "2d", 1, "duckdb", None, None))
+    assert "--table-format" not in plain and "--destination" not in plain and "--workers" not in plain
