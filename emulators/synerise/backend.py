@@ -44,7 +44,7 @@ from starlette.routing import Route
 from emulators.common.app import json_response
 from emulators.common.backend import MutationError
 
-from .data import CLIENT_ID_BASE, HOUR_MS, Workspace, derive_seed, iso_ms, iso_ms_frac, uuid_from
+from .data import HOUR_MS, Workspace, derive_seed, iso_ms, iso_ms_frac, uuid_from
 
 API_VERSION = "4.4"
 V4_SORT_FIELDS = ("firstName", "lastName", "lastActivityDate", "email", "city", "phone")
@@ -835,7 +835,3 @@ class SyneriseBackend:
 
         with self.ws.lock:
             return apply(self, operation)
-
-
-def profile_client_id(i: int) -> int:
-    return CLIENT_ID_BASE + 3 * i
