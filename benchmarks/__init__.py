@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 
@@ -14,3 +15,20 @@ def print_steps(pipeline: Any, workers: int) -> None:
     print(f"  cdp-sync steps (workers={workers}): " + ", ".join(
         f"{name} {steps[name]:.1f} s" for name in ("extract", "normalize", "load") if name in steps),
         file=sys.stderr, flush=True)
+
+
+def run_cdp_sync(pipeline: Any, source: Any, *, workers: int, vendor: str, resources: list[str]) -> dict[str, Any]:
+    """One timed cdp-sync run of ``source``, as ``cdp-sync run`` loads (parquet; a load DuckDB
+    cannot fit under its memory cap finished without it): the job's result for the harness."""
+    from pipelines.destinations import run_within_cap
+    from sources.common.progress import requests_made
+
+    started = time.perf_counter()
+    load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
+                               warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
+    seconds = time.perf_counter() - started
+    load_info.raise_on_failed_jobs()
+    print_steps(pipeline, workers)
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    rows = sum(n for t, n in counts.items() if t in resources)
+    return {"rows": rows, "requests": requests_made(vendor), "seconds": seconds}

@@ -14,13 +14,12 @@ do, and without this the first job timed would pay for it while the later ones w
 from __future__ import annotations
 
 import ssl
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import print_steps
+from benchmarks import run_cdp_sync
 
 BATCH = 5000
 PAGE = 100
@@ -43,8 +42,7 @@ def warm_emulator(info: dict[str, Any]) -> None:
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination, run_within_cap
-    from sources.common.progress import requests_made
+    from pipelines.destinations import duckdb_destination
     from sources.lytics import lytics_source
 
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
@@ -59,16 +57,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             scan_splits=max(20, workers * 4) if workers > 1 else 20,
         ).with_resources(*resources)
         warm_emulator(info)
-        started = time.perf_counter()
-        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
-        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
-                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - started
-        load_info.raise_on_failed_jobs()
-        print_steps(pipeline, workers)
-        counts = pipeline.last_trace.last_normalize_info.row_counts
-        rows = sum(n for t, n in counts.items() if t in resources)
-    return {"rows": rows, "requests": requests_made("lytics"), "seconds": seconds}
+        return run_cdp_sync(pipeline, source, workers=workers, vendor="lytics", resources=resources)
 
 
 def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:

@@ -8,13 +8,12 @@ column as text: no type work at all, so the floor is generous) and inserted into
 from __future__ import annotations
 
 import ssl
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import print_steps
+from benchmarks import run_cdp_sync
 
 BATCH = 5000
 PAGE = 50
@@ -28,8 +27,7 @@ CONCURRENT_RESOURCES = ("users",)
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination, run_within_cap
-    from sources.common.progress import requests_made
+    from pipelines.destinations import duckdb_destination
     from sources.personyze import personyze_source
 
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
@@ -42,16 +40,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
         source = personyze_source(
             api_key=info["api_key"], base_url=info["base_url"], backfill_workers=workers
         ).with_resources(*resources)
-        started = time.perf_counter()
-        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
-        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
-                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - started
-        load_info.raise_on_failed_jobs()
-        print_steps(pipeline, workers)
-        counts = pipeline.last_trace.last_normalize_info.row_counts
-        rows = sum(n for t, n in counts.items() if t in resources)
-    return {"rows": rows, "requests": requests_made("personyze"), "seconds": seconds}
+        return run_cdp_sync(pipeline, source, workers=workers, vendor="personyze", resources=resources)
 
 
 def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks import print_steps
+from benchmarks import run_cdp_sync
 
 RESOURCES = ("events",)
 DEFAULT_WORKERS = 3
@@ -59,8 +58,7 @@ def _prepare(info: dict[str, Any]) -> int:
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination, run_within_cap
-    from sources.common.progress import requests_made
+    from pipelines.destinations import duckdb_destination
     from sources.posthog import posthog_source
 
     pid = _prepare(info)
@@ -75,16 +73,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             api_key=info["api_key"], base_url=info["base_url"], project_ids=[pid],
             query_concurrency=max(1, min(workers, 3)), events_page_size=_page_size(),
         ).with_resources(*resources)
-        started = time.perf_counter()
-        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
-        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
-                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - started
-        load_info.raise_on_failed_jobs()
-        counts = pipeline.last_trace.last_normalize_info.row_counts
-        rows = sum(n for t, n in counts.items() if t in resources)
-        print_steps(pipeline, workers)
-    return {"rows": rows, "requests": requests_made("posthog"), "seconds": seconds}
+        return run_cdp_sync(pipeline, source, workers=workers, vendor="posthog", resources=resources)
 
 
 SQL = (

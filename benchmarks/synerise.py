@@ -13,13 +13,12 @@ worker against ``--workers``; run it with ``--latency-ms 20`` and a modest ``--s
 from __future__ import annotations
 
 import ssl
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import print_steps
+from benchmarks import run_cdp_sync
 
 BATCH = 5000
 PAGE = 500
@@ -35,8 +34,7 @@ CONCURRENT_RESOURCES = ("profile_events",)
 def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dict[str, Any]:
     import dlt
 
-    from pipelines.destinations import duckdb_destination, run_within_cap
-    from sources.common.progress import requests_made
+    from pipelines.destinations import duckdb_destination
     from sources.synerise import synerise_source
 
     with tempfile.TemporaryDirectory(prefix="bench-cdp-") as tmp:
@@ -50,16 +48,7 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             api_key=info["api_key"], base_url=info["base_url"], events_workers=workers,
             profile_events_workers=workers, profile_events_backfill="profile_events" in resources,
         ).with_resources(*resources)
-        started = time.perf_counter()
-        # as cdp-sync runs it: a load DuckDB cannot fit under its cap is finished without it
-        load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
-                                   warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
-        seconds = time.perf_counter() - started
-        load_info.raise_on_failed_jobs()
-        print_steps(pipeline, workers)
-        counts = pipeline.last_trace.last_normalize_info.row_counts
-        rows = sum(n for t, n in counts.items() if t in resources)
-    return {"rows": rows, "requests": requests_made("synerise"), "seconds": seconds}
+        return run_cdp_sync(pipeline, source, workers=workers, vendor="synerise", resources=resources)
 
 
 def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
