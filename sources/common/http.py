@@ -8,12 +8,19 @@ hierarchy, secrets redacted.
   ``SSL_CERT_FILE`` (``SSL_CERT_DIR``) for a private CA or a TLS-inspecting proxy. Only HTTPS
   base URLs are accepted, and absolute URLs a vendor hands back (next links) must stay on the
   base URL's host, so credentials never travel elsewhere.
-* **Retries** (``tenacity``): 429, 500, 502, 503, 504, connect/read timeouts, dropped
-  connections and truncated bodies (a 2xx whose JSON does not parse) are retried with
-  exponential backoff and jitter. ``Retry-After`` (seconds or an HTTP date) is honoured, and so
-  is a vendor's own wait hint (``retry_after_hint(response)``, e.g. a wait written in the body).
-  Attempts and the total time spent waiting are bounded (:class:`RetryPolicy`). Other 4xx are
-  never retried.
+* **Retries** (``tenacity``): 500, 502, 503, 504, connect/read timeouts, dropped connections
+  and 2xx answers that are not the data the contract documents (an empty body, a body that is
+  not JSON or is truncated, a body without the documented envelope: see ``expect`` and
+  :meth:`HttpClient.paginate`) are retried with exponential backoff and jitter, within a bounded
+  number of attempts and a bounded total wait (:class:`RetryPolicy`). A 2xx that is not data is
+  never taken for "no more rows": only a paginator's documented end-of-data signal ends a walk.
+* **Throttling** (429) is the vendor's normal weather, not a failure: the wait it states
+  (``Retry-After``, seconds or an HTTP date, or the vendor's own hint from
+  ``retry_after_hint(response)``, e.g. a wait written in the body) is waited out within a total
+  time budget (``RetryPolicy.max_throttle_wait``), however many 429s that takes; while one
+  request waits, the whole client holds its new requests until the stated time (the run's
+  concurrency drops to what the vendor allows), and each wait is logged. 401 and 403 fail at
+  once; other 4xx are never retried.
 * **Errors** (:mod:`sources.common.errors`) carry the method, the redacted URL, the status and a
   redacted body excerpt.
 * **Pagination** follows a paginator object (:mod:`sources.common.paginators`), so the walk
@@ -66,10 +73,15 @@ class Request:
 class RetryPolicy:
     """How hard to try before giving up.
 
-    ``max_attempts`` counts the first try; ``max_total_wait`` bounds the seconds spent sleeping
-    between attempts of one request (a ``Retry-After`` that would exceed it ends the retries at
-    once). Backoff without a hint is exponential from ``backoff_initial`` up to ``backoff_max``
-    with up to ``jitter`` seconds of random jitter."""
+    Failures (5xx, transport errors, 2xx answers that are not data): ``max_attempts`` counts
+    the first try; ``max_total_wait`` bounds the seconds spent sleeping after failures of one
+    request (a ``Retry-After`` that would exceed it ends the retries at once). Backoff without a
+    hint is exponential from ``backoff_initial`` up to ``backoff_max`` with up to ``jitter``
+    seconds of random jitter.
+
+    Throttling (429): not counted as attempts; the waits of one request, stated by the vendor or
+    (without a statement) the same exponential backoff, are bounded by ``max_throttle_wait``
+    seconds in total. A stated wait beyond what is left of it ends the retries at once."""
 
     max_attempts: int = 6
     max_total_wait: float = 120.0
@@ -77,11 +89,13 @@ class RetryPolicy:
     backoff_max: float = 30.0
     jitter: float = 1.0
     statuses: frozenset[int] = field(default=RETRY_STATUSES)
+    max_throttle_wait: float = 900.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
-        if self.max_total_wait < 0 or self.backoff_initial < 0 or self.backoff_max < 0 or self.jitter < 0:
+        if (self.max_total_wait < 0 or self.backoff_initial < 0 or self.backoff_max < 0 or self.jitter < 0
+                or self.max_throttle_wait < 0):
             raise ConfigurationError("retry waits must not be negative")
 
 
@@ -108,12 +122,52 @@ class _Retryable(Exception):
     """Raised inside the retry loop for an outcome worth another attempt."""
 
     def __init__(self, kind: str, *, response: httpx.Response | None = None, error: BaseException | None = None,
-                 hint: float | None = None) -> None:
+                 hint: float | None = None, detail: str | None = None) -> None:
         super().__init__(kind)
         self.kind = kind
         self.response = response
         self.error = error
         self.hint = hint
+        self.detail = detail  # what was wrong with a 2xx body, in words a user can act on
+
+    @property
+    def throttled(self) -> bool:
+        return self.response is not None and self.response.status_code == 429
+
+
+class _Attempts:
+    """What one request has spent so far: failed attempts and their waits, throttled waits."""
+
+    __slots__ = ("failures", "failure_wait", "throttle_wait", "throttles")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.failure_wait = 0.0
+        self.throttle_wait = 0.0
+        self.throttles = 0
+
+
+#: what ``expect`` returns: ``None`` for a body that is what the contract documents, else a short
+#: description of what is wrong with it ("no 'data' list", "an empty object")
+Expectation = Callable[[Any], "str | None"]
+
+
+def describe_body(body: Any) -> str:
+    """A few words on what a parsed JSON body is, for messages (not a Python type name)."""
+    if body is None:
+        return "null"
+    if isinstance(body, dict):
+        if not body:
+            return "an empty object"
+        keys = ", ".join(sorted(map(str, body))[:6])
+        return f"an object with keys {keys}"
+    if isinstance(body, list):
+        return f"a list of {len(body)} items" if body else "an empty list"
+    if isinstance(body, str):
+        return "a string"
+    if isinstance(body, bool):
+        return "a boolean"
+    return "a number"
 
 
 _ssl_lock = threading.Lock()
@@ -197,6 +251,9 @@ class HttpClient:
         self._sleep = sleep
         self._stats_lock = threading.Lock()
         self._stats = {"requests": 0, "retries": 0, "bytes": 0}
+        self._throttle_lock = threading.Lock()
+        self._throttled_until = 0.0  # time.monotonic() before which no new request is sent
+        self._local = threading.local()
         self._client = httpx.Client(
             base_url=self.base_url,
             auth=auth,
@@ -233,8 +290,25 @@ class HttpClient:
             return url
         return httpx.URL(self._base + request.url.lstrip("/"))
 
-    def _send_once(self, request: Request, parse_json: bool) -> tuple[httpx.Response, Any]:
+    def _hold_while_throttled(self) -> None:
+        """Before a request: wait (outside any lock) until the time the vendor last asked this
+        client to wait for. The thread that was throttled has just slept that wait itself."""
+        if getattr(self._local, "slept_throttle", False):
+            self._local.slept_throttle = False
+            return
+        with self._throttle_lock:
+            left = self._throttled_until - time.monotonic()
+        if left > 0:
+            self._sleep(left)
+
+    def _throttle(self, seconds: float) -> None:
+        self._local.slept_throttle = True
+        with self._throttle_lock:
+            self._throttled_until = max(self._throttled_until, time.monotonic() + seconds)
+
+    def _send_once(self, request: Request, parse_json: bool, expect: Expectation | None) -> tuple[httpx.Response, Any]:
         url = self._url_for(request)
+        self._hold_while_throttled()
         self._count("requests")
         try:
             response = self._client.request(
@@ -269,10 +343,21 @@ class HttpClient:
             )
         if not parse_json:
             return response, None
+        if not response.content.strip():
+            raise _Retryable("an empty body", response=response, detail="an empty body where JSON was expected")
         try:
-            return response, orjson.loads(response.content) if response.content else None
+            body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
-            raise _Retryable("truncated or malformed JSON", response=response, error=exc) from None
+            raise _Retryable("truncated or malformed JSON", response=response, error=exc,
+                             detail="a body that is not valid JSON") from None
+        if expect is not None:
+            try:
+                problem = expect(body)
+            except MalformedResponse as exc:
+                problem = exc.message
+            if problem:
+                raise _Retryable("a body that is not the documented data", response=response, detail=problem)
+        return response, body
 
     def _http_error(self, request: Request, response: httpx.Response) -> Exception:
         status = response.status_code
@@ -289,56 +374,95 @@ class HttpClient:
             return AuthError(f"{self.vendor} denied access with this API key", **common)
         return RequestRejected(f"{self.vendor} rejected the request", **common)
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
+    def _backoff(self, n: int) -> float:
+        """The n-th (1-based) exponential wait with jitter, as tenacity computes it."""
+        base = min(self.retry.backoff_max, self.retry.backoff_initial * (2 ** (n - 1)))
+        return base + random.uniform(0.0, self.retry.jitter)
+
+    def _wait(self, state: tenacity.RetryCallState, spent: _Attempts) -> float:
         exc = state.outcome.exception() if state.outcome else None
         hint = getattr(exc, "hint", None)
         if hint is not None:
             return float(hint) + random.uniform(0.0, min(self.retry.jitter, 1.0))
-        backoff = tenacity.wait_exponential_jitter(
-            initial=self.retry.backoff_initial, max=self.retry.backoff_max, jitter=self.retry.jitter
-        )
-        return backoff(state)
+        if isinstance(exc, _Retryable) and exc.throttled:
+            return self._backoff(spent.throttles + 1)
+        return self._backoff(spent.failures + 1)
 
-    def _stop(self, state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= self.retry.max_attempts:
+    def _stop(self, state: tenacity.RetryCallState, spent: _Attempts) -> bool:
+        exc = state.outcome.exception() if state.outcome else None
+        upcoming = state.upcoming_sleep or 0.0
+        if isinstance(exc, _Retryable) and exc.throttled:
+            return spent.throttle_wait + upcoming > self.retry.max_throttle_wait
+        if spent.failures + 1 >= self.retry.max_attempts:
             return True
-        return state.idle_for + (state.upcoming_sleep or 0.0) > self.retry.max_total_wait
+        return spent.failure_wait + upcoming > self.retry.max_total_wait
 
-    def _before_sleep(self, state: tenacity.RetryCallState, request: Request) -> None:
+    def _before_sleep(self, state: tenacity.RetryCallState, request: Request, spent: _Attempts) -> None:
         self._count("retries")
         exc = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep or 0.0
+        where = f"{request.method} {redact(self._full_url(request, exc if isinstance(exc, _Retryable) else None))}"
+        if isinstance(exc, _Retryable) and exc.throttled:
+            spent.throttles += 1
+            spent.throttle_wait += wait
+            self._throttle(wait)
+            logger.warning(
+                "%s: throttled (HTTP 429) on %s; waiting %.1f s (%.0f s of %.0f s throttle budget spent)",
+                self.vendor, where, wait, spent.throttle_wait, self.retry.max_throttle_wait,
+            )
+            return
+        spent.failures += 1
+        spent.failure_wait += wait
         logger.warning(
-            "%s: %s on %s %s; retrying in %.1f s (attempt %d of %d)",
-            self.vendor,
-            getattr(exc, "kind", exc),
-            request.method,
-            redact(str(self._url_for(request))),
-            state.upcoming_sleep or 0.0,
-            state.attempt_number + 1,
-            self.retry.max_attempts,
+            "%s: %s on %s; retrying in %.1f s (attempt %d of %d)",
+            self.vendor, getattr(exc, "detail", None) or getattr(exc, "kind", exc), where, wait,
+            spent.failures + 1, self.retry.max_attempts,
         )
 
-    def send(self, request: Request, *, parse_json: bool = True) -> tuple[httpx.Response, Any]:
-        """Send with retries; return the response and its parsed JSON body (``None`` if empty)."""
+    def send(self, request: Request, *, parse_json: bool = True,
+             expect: Expectation | None = None) -> tuple[httpx.Response, Any]:
+        """Send with retries; return the response and its parsed JSON body.
+
+        With ``parse_json`` a 2xx must carry JSON: an empty or unparsable body is retried, then
+        :class:`MalformedResponse`. ``expect(body)`` checks the parsed body against the contract
+        and returns what is wrong with it (``None`` when it is fine); a body it objects to is
+        retried the same way."""
+        spent = _Attempts()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
-            stop=self._stop,
-            wait=self._wait,
-            before_sleep=lambda s: self._before_sleep(s, request),
+            stop=lambda s: self._stop(s, spent),
+            wait=lambda s: self._wait(s, spent),
+            before_sleep=lambda s: self._before_sleep(s, request, spent),
             sleep=self._sleep,
             reraise=True,
         )
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send_once(request, parse_json)
+                    return self._send_once(request, parse_json, expect)
         except _Retryable as last:
-            raise self._exhausted(request, last, retrying) from None
+            raise self._exhausted(request, last, spent) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _exhausted(self, request: Request, last: _Retryable, retrying: tenacity.Retrying) -> Exception:
-        attempts = retrying.statistics.get("attempt_number", 1)
-        url = str(self._url_for(request))
+    def _full_url(self, request: Request, last: _Retryable | None = None) -> str:
+        """The URL with its query, as sent (for messages; redacted by the error types)."""
+        if last is not None and last.response is not None:
+            return str(last.response.request.url)
+        url = self._url_for(request)
+        return str(url.copy_merge_params(request.params)) if request.params else str(url)
+
+    def _exhausted(self, request: Request, last: _Retryable, spent: _Attempts) -> Exception:
+        url = self._full_url(request, last)
+        if last.throttled:
+            tried = f"after waiting {spent.throttle_wait:.0f} s through {spent.throttles + 1} throttled answers"
+            if last.hint is not None:
+                tried += (f" (asked to wait {last.hint:.0f} s more, beyond the throttle budget of "
+                          f"{self.retry.max_throttle_wait:.0f} s)")
+            return ServerError(
+                f"{self.vendor} kept throttling {tried}", vendor=self.vendor, method=request.method, url=url,
+                status=429, body=last.response.text if last.response is not None else None,
+            )
+        attempts = spent.failures + 1
         tried = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
         if last.hint is not None and attempts < self.retry.max_attempts:
             tried += f" (asked to wait {last.hint:.0f} s, beyond the retry budget of {self.retry.max_total_wait:.0f} s)"
@@ -348,8 +472,9 @@ class HttpClient:
                 status=last.response.status_code, body=last.response.text,
             )
         if last.response is not None:
+            what = last.detail or "a body that is not valid JSON"
             return MalformedResponse(
-                f"{self.vendor} sent a body that is not valid JSON {tried}", vendor=self.vendor,
+                f"{self.vendor} answered with {what} {tried}", vendor=self.vendor,
                 method=request.method, url=url, status=last.response.status_code, body=last.response.text,
             )
         return ServerError(
@@ -359,35 +484,43 @@ class HttpClient:
 
     # -- conveniences ------------------------------------------------------------------------
 
-    def get_json(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
-        return self.send(Request("GET", url, params=params, headers=headers))[1]
+    def get_json(self, url: str, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                 *, expect: Expectation | None = None) -> Any:
+        return self.send(Request("GET", url, params=params, headers=headers), expect=expect)[1]
 
     def post_json(self, url: str, json: Any = None, params: dict[str, Any] | None = None,
-                  headers: dict[str, str] | None = None) -> Any:
-        return self.send(Request("POST", url, params=params, json=json, headers=headers))[1]
+                  headers: dict[str, str] | None = None, *, expect: Expectation | None = None) -> Any:
+        return self.send(Request("POST", url, params=params, json=json, headers=headers), expect=expect)[1]
 
     def paginate(
         self,
         request: Request,
         paginator: BasePaginator,
         data_selector: Callable[[Any], Any] | None = None,
+        *,
+        expect: Expectation | None = None,
     ) -> Iterator[list[Any]]:
         """Yield the data of every page, following ``paginator`` until it has no next page.
 
         ``data_selector(body)`` picks the page's rows out of the JSON body (default: the body
-        itself, which must then be a list)."""
+        itself, which must then be a list). A page whose rows are not a list (the envelope is
+        missing, the body is ``null``, an object where rows were expected) is not an empty page:
+        it is retried like any answer that is not data, then :class:`MalformedResponse`. A
+        selector maps a form the contract documents as "no rows" to ``[]`` itself. ``expect``
+        adds checks of the whole body (see :meth:`send`)."""
+        select = data_selector if data_selector is not None else (lambda body: body)
+
+        def page_problem(body: Any) -> str | None:
+            data = select(body)
+            if not isinstance(data, list):
+                where = "" if data_selector is None else " in it"
+                return f"{describe_body(body)} and no list of rows{where}"
+            return expect(body) if expect is not None else None
+
         paginator.init_request(request)
         while True:
-            response, body = self.send(request)
-            data = data_selector(body) if data_selector is not None else body
-            if data is None:
-                data = []
-            if not isinstance(data, list):
-                raise MalformedResponse(
-                    f"{self.vendor} answered {type(data).__name__} where a list of rows was expected",
-                    vendor=self.vendor, method=request.method, url=str(response.request.url),
-                    status=response.status_code, body=response.text,
-                )
+            response, body = self.send(request, expect=page_problem)
+            data = select(body)
             paginator.update_state(response, body, data)
             yield data
             if not paginator.has_next_page:

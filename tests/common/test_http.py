@@ -189,3 +189,109 @@ def test_parse_retry_after():
     future = email.utils.formatdate(1_000_100, usegmt=True)
     assert parse_retry_after(future, now=1_000_000) == pytest.approx(100)
     assert parse_retry_after(email.utils.formatdate(10, usegmt=True), now=1_000_000) == 0
+
+
+# -- a 2xx that is not data is retried, never taken for the end of the data ------------------------
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"status": 200, "body": ""},
+        {"status": 200, "body": "<html><body>maintenance</body></html>"},
+        {"status": 200, "json": {}},
+        {"status": 200, "json": None},
+        {"status": 200, "json": {"data": None, "total": 95}},
+    ],
+    ids=["empty", "html", "empty-object", "null", "null-rows"],
+)
+def test_a_page_that_is_not_data_is_retried_not_taken_for_the_end(paging, paging_ctl, action):
+    from sources.common.paginators import OffsetPaginator, lookup
+
+    paging_ctl.add_faults([{"path": "^/api/offset.*offset=20", "actions": [action]}])
+    with client(paging) as http:
+        pages = list(http.paginate(Request("GET", "offset"), OffsetPaginator(10), lambda b: lookup(b, "data")))
+    assert [r["id"] for page in pages for r in page] == list(range(1, 96))
+    assert len([e for e in paging_ctl.requests() if "offset=20" in e["query"]]) == 2
+
+
+def test_a_page_that_stays_not_data_fails_with_the_request_and_the_body_not_a_type_name(paging, paging_ctl):
+    from sources.common.paginators import OffsetPaginator, lookup
+
+    paging_ctl.add_faults([{"path": "^/api/offset.*offset=10", "actions": [{"status": 200, "json": {"error": "busy"}}],
+                            "repeat": True}])
+    rows = []
+    with client(paging, retry=RetryPolicy(max_attempts=3, backoff_initial=0.01, jitter=0)) as http:
+        with pytest.raises(MalformedResponse) as err:
+            for page in http.paginate(Request("GET", "offset"), OffsetPaginator(10), lambda b: lookup(b, "data")):
+                rows += page
+    assert len(rows) == 10  # the first page only: the walk did not end quietly
+    line = str(err.value)
+    assert "after 3 attempts" in line and "GET" in line and "offset=10" in line and '{"error":"busy"}' in line
+    assert "no list of rows" in line and "NoneType" not in line and "dict" not in line
+
+
+def test_an_empty_200_body_is_retried_for_a_single_call(paging, paging_ctl):
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"status": 200, "body": ""}]}])
+    with client(paging) as http:
+        assert http.get_json("echo")["ok"] is True
+    assert statuses(paging_ctl) == [200, 200]
+
+
+def test_expect_checks_the_documented_envelope(paging, paging_ctl):
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"status": 200, "json": {"ok": None}}] * 2}])
+
+    def expect(body: Any) -> str | None:
+        return None if body.get("ok") is True else "no 'ok' flag"
+
+    with client(paging, retry=RetryPolicy(max_attempts=2, backoff_initial=0.01, jitter=0)) as http:
+        with pytest.raises(MalformedResponse) as err:
+            http.get_json("echo", expect=expect)
+        assert "no 'ok' flag" in str(err.value)
+        assert http.get_json("echo", expect=expect)["ok"] is True  # the rule is spent: a good body passes
+
+
+# -- throttling is waited out within a time budget, not an attempt count ----------------------------
+
+
+def test_a_429_storm_is_waited_out_whatever_the_attempt_count(paging, paging_ctl):
+    sleeps = Sleeps()
+    storm = [{"status": 429, "headers": {"Retry-After": "2"}}] * 5 + [{"status": 429, "body": "slow down"}] * 3
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": storm}])
+    with client(paging, sleeps, retry=RetryPolicy(max_attempts=2, backoff_initial=0.5, jitter=0)) as http:
+        assert http.get_json("echo")["ok"] is True
+    assert statuses(paging_ctl) == [429] * 8 + [200]
+    assert len(sleeps.waits) == 8
+    assert all(2.0 <= w <= 3.0 for w in sleeps.waits[:5])
+    # no stated wait: the exponential backoff, growing with the throttled answers so far, capped
+    assert sleeps.waits[5:] == [16.0, 30.0, 30.0]
+
+
+def test_throttling_beyond_its_budget_fails_with_one_line(paging, paging_ctl):
+    sleeps = Sleeps()
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"status": 429, "headers": {"Retry-After": "30"}}],
+                            "repeat": True}])
+    with client(paging, sleeps, retry=RetryPolicy(max_throttle_wait=100)) as http, pytest.raises(ServerError) as err:
+        http.get_json("echo")
+    assert len(sleeps.waits) == 3 and sum(sleeps.waits) <= 100
+    assert err.value.status == 429 and "kept throttling" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_throttled_client_holds_its_next_requests(paging, paging_ctl, caplog):
+    sleeps = Sleeps()
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"status": 429, "headers": {"Retry-After": "5"}}]}])
+    with client(paging, sleeps) as http:
+        http.get_json("echo")  # throttled once, waits 5 s itself (recorded, not slept)
+        http.get_json("offset")  # another request: held until the vendor's time has passed
+    assert len(sleeps.waits) == 2
+    assert 5.0 <= sleeps.waits[0] <= 6.0 and 3.0 <= sleeps.waits[1] <= 6.0
+    assert any("throttled (HTTP 429)" in r.getMessage() and "waiting" in r.getMessage() for r in caplog.records)
+
+
+def test_401_in_a_storm_of_429s_fails_at_once(paging, paging_ctl):
+    sleeps = Sleeps()
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"status": 429}, {"status": 401, "body": "revoked"}]}])
+    with client(paging, sleeps) as http, pytest.raises(AuthError) as err:
+        http.get_json("echo")
+    assert statuses(paging_ctl) == [429, 401] and len(sleeps.waits) == 1
+    assert "refused the API key" in str(err.value)
