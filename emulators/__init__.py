@@ -45,5 +45,10 @@ def start(vendor: str, *, port: int = 0, seed: int = 1, scale: int = 1000, laten
     """Start ``vendor``'s emulator in a background thread; returns an ``EmulatorServer``."""
     from emulators.common.server import serve
 
+    # hostile mode: the harness injects the wire's bad days, the backend its vendor's own
+    hostile = {k: options.pop(k) for k in ("hostile", "hostile_seed", "hostile_rate") if k in options}
+    if hostile.get("hostile"):
+        options["hostile"] = hostile["hostile"]
+        options["hostile_seed"] = hostile.get("hostile_seed")
     backend = create_backend(vendor, seed=seed, scale=scale, **options)
-    return serve(backend, port=port, latency_ms=latency_ms)
+    return serve(backend, port=port, latency_ms=latency_ms, **hostile)

@@ -25,6 +25,17 @@ rule with actions left consumes the rule's next action (first matching rule wins
 * ``{"drop": true}`` — serve the real response but close the connection halfway through its body;
 * ``{"truncate": true}`` — serve the real status with the body cut in half (invalid JSON);
 * ``"latency_ms": N`` — may be added to any action: extra delay before answering.
+
+Hostile mode (``config`` ``{"hostile": 1, "hostile_seed": 7, "hostile_rate": 0.05}``, or
+``--option hostile=1`` at start): each API request that no fault rule took is, with probability
+``hostile_rate`` and from a generator seeded with ``hostile_seed``, answered with one of the wire's
+bad days instead (:data:`HOSTILE_KINDS`): a 200 with an empty body, ``{}``, ``null`` or an HTML
+page; the real answer truncated or dropped halfway; a 429 with ``Retry-After: 1`` and one without
+(the backend's own 429 shape when it has ``throttle_response()``); a 502 or 503. ``hostile`` and
+``hostile_seed`` are passed on to the backend's ``configure``, which adds the vendor's own bad
+days (short scans, ties, late rows …). ``revoke_after`` N answers every API request after the N-th
+from now with the backend's 401 (``unauthorized_response()``) or a plain one: a token revoked
+mid-run; ``revoke_after: null`` restores it.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 import re
 import threading
 import time
@@ -123,12 +135,26 @@ class FaultRule:
         }
 
 
+#: the wire-level bad days hostile mode picks from (the backend adds its vendor's own)
+HOSTILE_KINDS = (
+    "empty_200", "empty_object_200", "null_200", "html_200", "truncate", "drop",
+    "throttle_retry_after", "throttle", "502", "503",
+)
+_HOSTILE_OPTIONS = ("hostile", "hostile_seed", "hostile_rate", "revoke_after")
+
+
 class Harness:
     """ASGI app: control plane + the backend's API behind latency, faults and the request log."""
 
-    def __init__(self, backend: EmulatorBackend, *, latency_ms: float = 0.0) -> None:
+    def __init__(self, backend: EmulatorBackend, *, latency_ms: float = 0.0, hostile: bool = False,
+                 hostile_seed: int | None = None, hostile_rate: float = 0.05) -> None:
         self.backend = backend
         self.latency_ms = float(latency_ms)
+        self.hostile = bool(hostile)
+        self.hostile_seed = hostile_seed
+        self.hostile_rate = float(hostile_rate)
+        self._hostile_random = random.Random(hostile_seed)
+        self._revoke_after: int | None = None
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_LIMIT)
@@ -181,6 +207,8 @@ class Harness:
                 if taken is not None:
                     action = taken
                     break
+            if not action:
+                action = self._hostile_action()
             self._log.append(entry)
 
         # read the request body up front so the log has it whatever the route does with it
@@ -207,6 +235,12 @@ class Harness:
             await asyncio.sleep(delay / 1000)
 
         try:
+            if "response" in action:  # hostile mode: a prepared answer
+                entry["fault"] = action["kind"]
+                response = action["response"]
+                entry["status"] = response.status_code
+                await response(scope, logged_receive, send)
+                return
             if "status" in action:
                 entry["fault"] = "status"
                 if "json" in action:
@@ -219,7 +253,7 @@ class Harness:
                 await response(scope, logged_receive, send)
                 return
             if action.get("drop") or action.get("truncate"):
-                entry["fault"] = "drop" if action.get("drop") else "truncate"
+                entry["fault"] = action.get("kind") or ("drop" if action.get("drop") else "truncate")
                 status, headers, body = await self._capture(scope, logged_receive)
                 entry["status"] = status
                 cut = body[: len(body) // 2]
@@ -243,6 +277,73 @@ class Harness:
             entry["duration_ms"] = round((time.monotonic() - started) * 1000, 3)
             if request_body:
                 entry["body"] = request_body[:BODY_LOG_LIMIT].decode("utf-8", errors="replace")
+
+    # -- hostile mode ------------------------------------------------------------------------
+
+    def _hostile_action(self) -> dict[str, Any]:
+        """Under the lock: the revoked token, or (at hostile_rate) one of HOSTILE_KINDS."""
+        if self._revoke_after is not None:
+            if self._revoke_after <= 0:
+                return {"kind": "hostile:revoked", "response": self._backend_response(
+                    "unauthorized_response", 401, {}, b"the token was revoked")}
+            self._revoke_after -= 1
+        if not self.hostile or self._hostile_random.random() >= self.hostile_rate:
+            return {}
+        kind = self._hostile_random.choice(HOSTILE_KINDS)
+        tag = f"hostile:{kind}"
+        if kind in ("truncate", "drop"):
+            return {"kind": tag, kind: True}
+        if kind == "throttle_retry_after":
+            response = self._backend_response("throttle_response", 429, {}, b"Too Many Requests")
+            response.headers["Retry-After"] = "1"
+            return {"kind": tag, "response": response}
+        if kind == "throttle":
+            response = self._backend_response("throttle_response", 429, {}, b"Too Many Requests")
+            if "retry-after" in response.headers:
+                del response.headers["retry-after"]
+            return {"kind": tag, "response": response}
+        if kind in ("502", "503"):
+            return {"kind": tag, "response": text_response("upstream unavailable", int(kind))}
+        bodies = {
+            "empty_200": (b"", "application/json"),
+            "empty_object_200": (b"{}", "application/json"),
+            "null_200": (b"null", "application/json"),
+            "html_200": (b"<!doctype html><html><body><h1>Service is being updated</h1></body></html>", "text/html"),
+        }
+        content, media_type = bodies[kind]
+        return {"kind": tag, "response": Response(content, status_code=200, media_type=media_type)}
+
+    def _backend_response(self, hook: str, status: int, headers: dict[str, str], body: bytes) -> Response:
+        """The backend's own shape for a throttled or refused answer when it defines one."""
+        make = getattr(self.backend, hook, None)
+        if make is not None:
+            status, headers, body = make()
+        response = Response(body, status_code=status, media_type=headers.get("content-type", "text/plain"))
+        for k, v in headers.items():
+            if k.lower() != "content-type":
+                response.headers[k] = str(v)
+        return response
+
+    def configure_hostile(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Take the harness's own keys out of ``options``; answer the hostile settings in force."""
+        with self._lock:
+            if "hostile_rate" in options:
+                rate = float(options.pop("hostile_rate"))
+                if not 0 <= rate <= 1:
+                    raise MutationError("hostile_rate is a probability between 0 and 1")
+                self.hostile_rate = rate
+            if "hostile_seed" in options:
+                self.hostile_seed = options["hostile_seed"]
+                self._hostile_random = random.Random(self.hostile_seed)
+            if "hostile" in options:
+                self.hostile = bool(options["hostile"])
+            if "revoke_after" in options:
+                value = options.pop("revoke_after")
+                if value is not None and (not isinstance(value, int) or value < 0):
+                    raise MutationError("revoke_after is a number of requests (or null)")
+                self._revoke_after = value
+            return {"hostile": int(self.hostile), "hostile_seed": self.hostile_seed,
+                    "hostile_rate": self.hostile_rate, "revoke_after": self._revoke_after}
 
     async def _capture(self, scope: dict[str, Any], receive: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         status = 500
@@ -357,13 +458,17 @@ class Harness:
                     if latency < 0:
                         raise MutationError("latency_ms must not be negative")
                     self.latency_ms = latency
+                hostile = self.configure_hostile(body)
+                # the backend turns on its vendor's own bad days with the same switch and seed
                 options = self.backend.configure(body)
             except (MutationError, TypeError, ValueError) as exc:
                 return text_response(str(exc), 400)
         else:
+            hostile = self.configure_hostile({})
             options = self.backend.configure({})
-        return json_response({"latency_ms": self.latency_ms, **options})
+        return json_response({"latency_ms": self.latency_ms, **options, **hostile})
 
 
-def build_app(backend: EmulatorBackend, *, latency_ms: float = 0.0) -> Harness:
-    return Harness(backend, latency_ms=latency_ms)
+def build_app(backend: EmulatorBackend, *, latency_ms: float = 0.0, **hostile: Any) -> Harness:
+    """``hostile`` takes ``hostile``, ``hostile_seed`` and ``hostile_rate`` (see the module doc)."""
+    return Harness(backend, latency_ms=latency_ms, **hostile)

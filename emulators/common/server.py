@@ -86,11 +86,12 @@ def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
     return ca_file, cert_file, key_file
 
 
-def serve(backend: EmulatorBackend, *, port: int = 0, latency_ms: float = 0.0, startup_timeout: float = 30.0) -> EmulatorServer:
+def serve(backend: EmulatorBackend, *, port: int = 0, latency_ms: float = 0.0, startup_timeout: float = 30.0,
+          **hostile: Any) -> EmulatorServer:
     """Start ``backend`` on ``127.0.0.1:port`` (0: a free port) in a daemon thread."""
     tmpdir = tempfile.mkdtemp(prefix=f"cdp-emulator-{backend.vendor}-")
     ca_file, cert_file, key_file = make_certificate(Path(tmpdir))
-    harness = build_app(backend, latency_ms=latency_ms)
+    harness = build_app(backend, latency_ms=latency_ms, **hostile)
     # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
     # says TCP; with proto 0 every response waited ~40 ms for the client's delayed ACK
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -112,3 +112,65 @@ def test_python_m_emulators_prints_one_json_line_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# -- hostile mode ----------------------------------------------------------------------------------
+
+
+def _hostile_kinds(paging_ctl: Any, api: Any, n: int) -> list[Any]:
+    paging_ctl.clear_requests()
+    for _ in range(n):
+        try:
+            api.get("echo")
+        except httpx.HTTPError:
+            pass  # a dropped connection
+    return [e["fault"] for e in paging_ctl.requests()]
+
+
+def test_hostile_mode_answers_each_of_the_wires_bad_days_seeded(paging_ctl, api):
+    from emulators.common.app import HOSTILE_KINDS
+
+    answer = paging_ctl.configure(hostile=1, hostile_seed=11, hostile_rate=1.0)
+    assert (answer["hostile"], answer["hostile_seed"], answer["hostile_rate"]) == (1, 11, 1.0)
+    kinds = _hostile_kinds(paging_ctl, api, 80)
+    assert set(kinds) == {f"hostile:{k}" for k in HOSTILE_KINDS}
+    paging_ctl.configure(hostile_seed=11)
+    assert _hostile_kinds(paging_ctl, api, 80) == kinds  # the same seed, the same bad days in order
+
+    paging_ctl.configure(hostile_seed=11)
+    seen: dict[str, Any] = {}
+    for _ in range(80):
+        try:
+            r = api.get("echo")
+        except httpx.HTTPError:
+            continue
+        seen.setdefault(paging_ctl.requests()[-1]["fault"], r)
+    assert seen["hostile:empty_200"].status_code == 200 and seen["hostile:empty_200"].content == b""
+    assert seen["hostile:empty_object_200"].json() == {} and seen["hostile:null_200"].json() is None
+    assert "<html>" in seen["hostile:html_200"].text
+    assert seen["hostile:throttle_retry_after"].status_code == 429
+    assert seen["hostile:throttle_retry_after"].headers["retry-after"] == "1"
+    assert seen["hostile:throttle"].status_code == 429 and "retry-after" not in seen["hostile:throttle"].headers
+    assert seen["hostile:503"].status_code == 503
+
+
+def test_hostile_mode_at_its_rate_leaves_most_answers_alone_and_fault_rules_win(paging_ctl, api):
+    paging_ctl.configure(hostile=1, hostile_seed=3, hostile_rate=0.1)
+    kinds = _hostile_kinds(paging_ctl, api, 300)
+    assert 10 <= sum(k is not None for k in kinds) <= 60
+    paging_ctl.configure(hostile_rate=1.0)
+    paging_ctl.add_faults([{"path": "^/api/echo", "actions": [{"pass": True}]}])
+    assert _hostile_kinds(paging_ctl, api, 1) == [None]
+    paging_ctl.configure(hostile=0)
+    assert _hostile_kinds(paging_ctl, api, 20) == [None] * 20
+
+
+def test_a_token_revoked_mid_run(paging_ctl, api):
+    paging_ctl.configure(revoke_after=3)
+    assert [api.get("echo").status_code for _ in range(5)] == [200, 200, 200, 401, 401]
+    paging_ctl.configure(revoke_after=None)
+    assert api.get("echo").status_code == 200
+    with pytest.raises(ControlError):
+        paging_ctl.configure(revoke_after=-1)
+    with pytest.raises(ControlError):
+        paging_ctl.configure(hostile_rate=2)
