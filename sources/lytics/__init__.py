@@ -8,7 +8,7 @@ Read this file and you know what is loaded (tables are named after resources):
 | content_documents   | id                   | merge             | updated, client-side (the scan has no filter)       |
 | segments            | id                   | merge             | updated, client-side (user and content segments)    |
 | segment_collections | id                   | merge             | updated, client-side                                |
-| segment_sizes       | id, extracted_at     | append            | none: one row per segment per run                   |
+| segment_sizes       | id, extracted_at     | merge             | none: one row per segment per run (replay-safe)     |
 | schema_fields       | table, as            | replace           | none: full snapshot                                 |
 | streams             | stream               | merge             | last_msg_ts, client-side                            |
 | jobs                | id                   | merge             | updated, client-side                                |
@@ -33,10 +33,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dlt
+import orjson
 import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
@@ -133,17 +135,90 @@ def _epoch_ms(value: Any) -> int | None:
         raise MalformedResponse(f"lytics: cannot read {value!r} as epoch milliseconds", vendor=S.VENDOR) from None
 
 
+# ------------------------------------------------------------------------- newest copy wins
+
+
+class NewestCopyCursor(LookbackCursor):
+    """A :class:`LookbackCursor` for reads that may return one record twice (a scan returns a
+    profile again when it changes mid-scan; a restarted scan re-reads). A copy older (by the
+    cursor field, ``_modified``/``updated``) than a copy of the same record already read in this
+    run is dropped, so the fingerprint kept for the next run is always that of the newest copy,
+    which is also the copy the merge keeps (``dedup_sort`` on the same field)."""
+
+    def admit(self, key: str, cursor_value: Any, row: Any) -> bool:
+        prev = self._observed.get(key)
+        if prev is not None and cursor_value is not None and cursor_value < prev[0]:
+            self.rows_read += 1
+            return False
+        return super().admit(key, cursor_value, row)
+
+
+#: the merge keeps the copy with the newest value of this column when a load holds a key twice
+def _newest_wins(columns: dict[str, dict[str, Any]], column: str) -> dict[str, dict[str, Any]]:
+    columns[column] = {**columns[column], "dedup_sort": "desc"}
+    return columns
+
+
+# ------------------------------------------------------------------------------ short scans
+
+SHORT_SCAN_CHOICES = ("fail", "load_incomplete")
+
+
+def _compact_reason(mark: Any) -> str:
+    if not isinstance(mark, dict):
+        return str(mark)
+    return f"since {mark.get('since')}, {mark.get('runs', 1)} run(s): {'; '.join(mark.get('short_scans') or [])[:200]}"
+
+
+def _short_read(name: str, state: dict[str, Any], mode: str, stats: ScanStats, cur: LookbackCursor,
+                on_short_scan: str, **run_info: Any) -> None:
+    """A scan of ``name`` read fewer distinct rows than its ``total``: the read is not complete.
+
+    ``fail`` (default): raise, so the resource fails and nothing of this run is committed (the
+    next run reads the same range again). ``load_incomplete``: the rows read are loaded, the
+    cursor and fingerprints stay where they were, and ``incomplete`` is stored in the resource
+    state (shown by ``cdp-sync state``) so the next run repeats the read; it is cleared by the
+    first complete read."""
+    what = "; ".join(stats.short[:3]) + (f" (and {len(stats.short) - 3} more)" if len(stats.short) > 3 else "")
+    if on_short_scan != "load_incomplete":
+        raise MalformedResponse(
+            f"lytics {name}: a scan ended short of its total ({what}); nothing of {name} was committed and the "
+            "next run reads the same range again (on_short_scan=load_incomplete loads what was read instead "
+            "and marks the resource incomplete)",
+            vendor=S.VENDOR,
+        )
+    previous = state.get("incomplete") or {}
+    now = pendulum.now("UTC").to_iso8601_string()
+    state["incomplete"] = {
+        "since": previous.get("since", now),
+        "runs": int(previous.get("runs", 0)) + 1,
+        "mode": mode,
+        "short_scans": stats.short[:10],
+        "note": "the last read ended short of its total; the next run repeats it (cursor not moved)",
+    }
+    state["last_run"] = {"finished_at": now, "rows_read": cur.rows_read, "rows_loaded": cur.rows_admitted,
+                         "mode": f"{mode}, incomplete", **run_info, **stats.as_state()}
+    logger.warning("lytics %s: a scan ended short of its total (%s); loaded what was read and marked %s "
+                   "incomplete: the next run repeats the read", name, what, name)
+
+
 # ---------------------------------------------------------------------------------- users table
 
 
 def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: Sequence[str] | None,
-               max_columns: int) -> tuple[Table, dict[str, str]]:
+               max_columns: int, typed_before: dict[str, str] | None = None) -> tuple[Table, dict[str, str]]:
     """The ``users`` table and the schema kind of every field the schema types.
 
     ``extra_columns=None``: every scalar schema field (``string``/``int``/``number``/``bool``/
     ``date``) becomes a typed column, up to ``max_columns``; a list names them instead. Lists,
     maps and anything undeclared go to ``attributes``, with numbers sent as strings converted
-    where the schema says they are numbers."""
+    where the schema says they are numbers.
+
+    ``typed_before`` (column -> kind, from the resource state) are the typed columns of earlier
+    runs: they stay typed, with their kind, whatever the schema's order or the cap says now, and
+    count towards the cap. The typed set only grows: a field inserted early in the schema never
+    pushes an existing column out (whose new values would otherwise land in ``attributes`` while
+    the column holds NULL)."""
     kinds: dict[str, str] = {}
     for col in (schema or {}).get("columns") or []:
         name, typ = col.get("as"), str(col.get("type") or "")
@@ -152,6 +227,8 @@ def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: S
         elif name and typ in ("map[string]int", "map[string]number", "[]int", "[]number"):
             kinds[name] = typ
     columns = dict(S.USER_CORE)
+    for c, kind in (typed_before or {}).items():
+        columns.setdefault(c, kind)
     wanted = [c for c, k in kinds.items() if k in S.SCHEMA_KINDS.values()] if extra_columns is None else list(extra_columns)
     for c in wanted:
         if c in columns:
@@ -162,6 +239,55 @@ def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: S
         kind = kinds.get(c, "text")
         columns[c] = kind if kind in S.SCHEMA_KINDS.values() else "json"
     return Table("users", columns, primary_key=(primary_key,)), kinds
+
+
+#: where a value that does not read as its typed column's kind goes (inside ``attributes``)
+UNFIT_SUFFIX = "__v_text"
+
+
+def _fits(table: Table, column: str, kind: str, value: Any) -> bool:
+    try:
+        Table(table.name, {column: kind}, extras_column=None).to_arrow([{column: value}])
+    except MalformedResponse:
+        return False
+    return True
+
+
+def _to_arrow(table: Table, rows: list[dict[str, Any]], unfit: Counter[str] | None = None) -> pa.Table:
+    """``table.to_arrow(rows)``; when a value does not read as its column's kind (the account
+    schema says ``int`` and a profile holds ``"n/a"``), that value goes to ``attributes`` as
+    ``<column>__v_text`` (the column is NULL in that row) instead of failing the run, counted in
+    ``unfit`` for one warning per column. Only a page that fails pays for the check."""
+    try:
+        return table.to_arrow(rows)
+    except MalformedResponse:
+        pass
+    checked = [(c, k) for c, k in table.columns.items() if k not in ("text", "json") and c not in table.primary_key]
+    fixed = []
+    for row in rows:
+        out = row
+        for c, kind in checked:
+            v = row.get(c)
+            if v is not None and v != "" and not _fits(table, c, kind, v):
+                if out is row:
+                    out = dict(row)
+                del out[c]
+                out[c + UNFIT_SUFFIX] = v if isinstance(v, str) else orjson.dumps(v).decode()
+                if unfit is not None:
+                    unfit[c] += 1
+        fixed.append(out)
+    return table.to_arrow(fixed)
+
+
+def _warn_unfit(name: str, table: Table, unfit: Counter[str]) -> None:
+    for c, n in sorted(unfit.items()):
+        logger.warning("lytics %s: %d value(s) of %s do not read as %s; loaded into attributes as %s%s",
+                       name, n, c, table.columns[c], c, UNFIT_SUFFIX)
+
+
+def typed_columns(table: Table) -> dict[str, str]:
+    """The typed columns beyond the identity/system ones (kept in state: the set only grows)."""
+    return {c: k for c, k in table.columns.items() if c not in S.USER_CORE}
 
 
 def _typed_value(kind: str, v: Any) -> Any:
@@ -220,6 +346,7 @@ def read_users(
     parts: int = S.DEFAULT_SCAN_SPLITS,
     split_min_pages: int = S.DEFAULT_SPLIT_MIN_PAGES,
     stats: ScanStats | None = None,
+    key: str | None = S.DEFAULT_USER_PRIMARY_KEY,
 ) -> Iterator[list[dict[str, Any]]]:
     """Pages of the profiles whose ``_modified`` lies in ``(since, until]`` and in ``[start, end)``
     (any bound may be ``None``) and that belong to segment ``segment`` (a slug; ``None``: every user).
@@ -231,7 +358,7 @@ def read_users(
         spec = ScanSpec(segment=segment) if segment else ScanSpec(ql=filter_ql())
     else:
         spec = ScanSpec(ql=filter_ql(since=since, until=until, start=start, end=end, include=segment))
-    return api.scan(spec, workers=workers, parts=parts, split_min_pages=split_min_pages, stats=stats)
+    return api.scan(spec, workers=workers, parts=parts, split_min_pages=split_min_pages, stats=stats, key=key)
 
 
 def _segment_slug(api: LyticsClient, segment: str | None) -> str | None:
@@ -266,7 +393,9 @@ def lytics_source(
     batch_rows: int = S.DEFAULT_BATCH_ROWS,
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
+    max_throttle_wait: float = 900.0,
     request_timeout: float = 60.0,
+    on_short_scan: str = "fail",
     window_start: Any = None,
     window_end: Any = None,
 ) -> Sequence[DltResource]:
@@ -291,6 +420,12 @@ def lytics_source(
         max_scan_restarts: how often one scan may restart after its token is refused.
         batch_rows: rows per Arrow table handed to dlt.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        max_throttle_wait: seconds one request may spend waiting out 429s (Lytics states no wait;
+            the common client backs off exponentially within this budget).
+        on_short_scan: ``fail`` (default): a scan that reads fewer distinct rows than its
+            ``total`` fails the resource and commits nothing; ``load_incomplete``: load what was
+            read, keep the cursor, and mark the resource ``incomplete`` in its state so the next
+            run repeats the read.
         window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC): only
             ``users``, the profiles with ``_modified`` in ``[window_start, window_end)``, without
             cursor state.
@@ -299,6 +434,11 @@ def lytics_source(
     if users_mode not in ("incremental", "snapshot"):
         raise ConfigurationError(f"lytics users_mode must be incremental or snapshot, not {users_mode!r}",
                                  vendor=S.VENDOR)
+    if on_short_scan not in SHORT_SCAN_CHOICES:
+        raise ConfigurationError(
+            f"lytics on_short_scan must be one of {', '.join(SHORT_SCAN_CHOICES)}, not {on_short_scan!r}",
+            vendor=S.VENDOR,
+        )
     if user_primary_key not in S.USER_KEY_CHOICES:
         raise ConfigurationError(
             f"lytics user_primary_key must be one of {', '.join(S.USER_KEY_CHOICES)}, not {user_primary_key!r}",
@@ -318,7 +458,7 @@ def lytics_source(
     if isinstance(user_columns, str):
         user_columns = [c.strip() for c in user_columns.split(",") if c.strip()]
     quiet_arrow_hint_warning()
-    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
+    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait, max_throttle_wait=max_throttle_wait)
 
     def make_client() -> LyticsClient:
         return LyticsClient(
@@ -337,23 +477,29 @@ def lytics_source(
                     "refresh (cdp-sync run lytics --full-refresh)",
                     vendor=S.VENDOR,
                 )
-        cur = LookbackCursor(state, _seconds_before(lookback_seconds))
+        cur = NewestCopyCursor(state, _seconds_before(lookback_seconds))
         progress = ProgressLog(S.VENDOR, "users")
         run_start = canonical(pendulum.now("UTC").int_timestamp * 1_000_000)
         stats = ScanStats()
+        incomplete = state.get("incomplete")
         with shared.use() as api:
             before = api.http.stats["requests"]
-            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
+            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns,
+                                      typed_before=state.get("typed_columns"))
             typed = _typer(table, kinds)
             slug = _segment_slug(api, segment)
             if cur.value is None or users_mode == "snapshot":
                 mode = "full scan" if cur.value is None else "snapshot"
                 pages = read_users(api, segment=slug, workers=scan_workers, parts=scan_splits,
-                                   split_min_pages=split_min_pages, stats=stats)
+                                   split_min_pages=split_min_pages, stats=stats, key=user_primary_key)
             else:
                 mode = "incremental"
                 pages = read_users(api, segment=slug, since=cur.lower_bound(), workers=scan_workers,
-                                   parts=scan_splits, split_min_pages=split_min_pages, stats=stats)
+                                   parts=scan_splits, split_min_pages=split_min_pages, stats=stats,
+                                   key=user_primary_key)
+            if incomplete:
+                logger.warning("lytics users: the last read was incomplete (%s); repeating it (%s)",
+                               _compact_reason(incomplete), mode)
 
             newest: list[str] = []
             # first run: the cursor committed is at least min(newest so far, run_start), so rows
@@ -381,16 +527,25 @@ def lytics_source(
                     if keep:
                         yield keep
 
+            unfit: Counter[str] = Counter()
             for batch in batched(admitted(), batch_rows):
-                yield table.to_arrow(batch)
-            # the cursor never passes this run's start: profiles changed while the scan ran (and
-            # read before they changed) lie after it and are read again next time
+                yield _to_arrow(table, batch, unfit)
+            requests = api.http.stats["requests"] - before
+        _warn_unfit("users", table, unfit)
+        if stats.short:
+            _short_read("users", state, mode, stats, cur, on_short_scan, requests=requests)
+        state["segment"] = segment or ""
+        state["primary_key"] = user_primary_key
+        state["cursor_column"] = "_modified"
+        # the typed columns only grow (they exist in the destination from now on)
+        state["typed_columns"] = typed_columns(table)
+        if not stats.short:
+            # the cursor never passes this run's start: profiles changed while the scan ran
+            # (and read before they changed) lie after it and are read again next time
             new_cursor = min(newest[0], run_start) if newest else None
-            state["segment"] = segment or ""
-            state["primary_key"] = user_primary_key
-            state["cursor_column"] = "_modified"
-            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - before, **stats.as_state())
-            progress.done(mode)
+            state.pop("incomplete", None)
+            cur.commit(new_cursor, mode=mode, requests=requests, **stats.as_state())
+        progress.done(mode)
 
     def users_in_window() -> Iterator[pa.Table]:
         """Bounded mode: the profiles with ``start <= _modified < end``. Not unique within a run:
@@ -407,7 +562,7 @@ def lytics_source(
             typed = _typer(table, kinds)
             slug = _segment_slug(api, segment)
             pages = read_users(api, segment=slug, start=lo, end=hi, workers=scan_workers, parts=scan_splits,
-                               split_min_pages=split_min_pages, stats=stats)
+                               split_min_pages=split_min_pages, stats=stats, key=user_primary_key)
 
             def inside() -> Iterator[list[dict[str, Any]]]:
                 nonlocal moved
@@ -429,11 +584,17 @@ def lytics_source(
                         yield keep
 
             first = True
+            unfit: Counter[str] = Counter()
             for batch in batched(inside(), batch_rows):
-                page = count(table.to_arrow(batch))
+                page = count(_to_arrow(table, batch, unfit))
                 if first:
                     page, first = merge_run_hints(page, unique_in_run=False), False
                 yield page
+            _warn_unfit("users", table, unfit)
+            if stats.short:  # a window is never recorded as done on a short read
+                raise MalformedResponse(
+                    f"lytics users[{window.label}]: a scan ended short of its total ({'; '.join(stats.short[:3])}); "
+                    "the window is not complete and is not recorded as done", vendor=S.VENDOR)
             window.record(state, count.rows, axis="_modified", segment=segment or "", moved_out=moved,
                           **stats.as_state())
         progress.done()
@@ -474,13 +635,13 @@ def lytics_source(
 
     def content_documents() -> Iterator[pa.Table]:
         state = dlt.current.resource_state("content_documents")
-        cur = LookbackCursor(state, _seconds_before(lookback_seconds))
+        cur = NewestCopyCursor(state, _seconds_before(lookback_seconds))
         low = cur.lower_bound()
         stats = ScanStats()
         progress = ProgressLog(S.VENDOR, "content_documents")
         with shared.use() as api:
             pages = api.scan(ScanSpec(ql=filter_ql(table="content")), workers=scan_workers, parts=scan_splits,
-                             split_min_pages=split_min_pages, stats=stats)
+                             split_min_pages=split_min_pages, stats=stats, key="id")
 
             def admitted() -> Iterator[list[dict[str, Any]]]:
                 for page in pages:
@@ -497,9 +658,16 @@ def lytics_source(
                     if keep:
                         yield keep
 
+            unfit: Counter[str] = Counter()
             for batch in batched(admitted(), batch_rows):
-                yield S.CONTENT_DOCUMENTS.to_arrow(batch)
-            cur.commit(mode="full scan, client-side cursor", **stats.as_state())
+                yield _to_arrow(S.CONTENT_DOCUMENTS, batch, unfit)
+        _warn_unfit("content_documents", S.CONTENT_DOCUMENTS, unfit)
+        mode = "full scan, client-side cursor"
+        if stats.short:
+            _short_read("content_documents", state, mode, stats, cur, on_short_scan)
+        else:
+            state.pop("incomplete", None)
+            cur.commit(mode=mode, **stats.as_state())
         progress.done()
 
     def segment_sizes() -> Iterator[pa.Table]:
@@ -524,24 +692,33 @@ def lytics_source(
     def stream_cursor(row: dict[str, Any]) -> int | None:
         return _epoch_ms(row.get("last_msg_ts"))
 
-    def _resource(fn: Callable[[], Iterator[pa.Table]], name: str, table: Table, disposition: str) -> DltResource:
+    def _resource(fn: Callable[[], Iterator[pa.Table]], name: str, table: Table, disposition: str,
+                  newest: str | None = None) -> DltResource:
+        columns = table.dlt_columns()
+        if newest is not None:
+            columns = _newest_wins(columns, newest)
         return dlt.resource(fn, name=name, primary_key=list(table.primary_key), write_disposition=disposition,
-                            columns=table.dlt_columns(), parallelized=True)()
+                            columns=columns, parallelized=True)()
+
+    def users_columns() -> dict[str, dict[str, Any]]:
+        return _newest_wins(user_table(None, user_primary_key, [], 0)[0].dlt_columns(), "_modified")
 
     behind_s = _seconds_before(lookback_seconds)
     if window is not None:  # bounded mode: the time-windowed resources only
         return [dlt.resource(users_in_window, name="users", primary_key=user_primary_key, write_disposition="merge",
-                             columns=user_table(None, user_primary_key, [], 0)[0].dlt_columns(), parallelized=True)()]
+                             columns=users_columns(), parallelized=True)()]
     return [
         dlt.resource(users, name="users", primary_key=user_primary_key, write_disposition="merge",
-                     columns=user_table(None, user_primary_key, [], 0)[0].dlt_columns(), parallelized=True)(),
-        _resource(content_documents, "content_documents", S.CONTENT_DOCUMENTS, "merge"),
+                     columns=users_columns(), parallelized=True)(),
+        _resource(content_documents, "content_documents", S.CONTENT_DOCUMENTS, "merge", newest="updated"),
         _resource(client_side("segments", S.SEGMENTS, lambda api: api.segments("user") + api.segments("content"),
                               lambda r: str(r["id"]), updated, behind_s), "segments", S.SEGMENTS, "merge"),
         _resource(client_side("segment_collections", S.SEGMENT_COLLECTIONS,
                               lambda api: api.rows("api/segmentcollection"), lambda r: str(r["id"]), updated,
                               behind_s), "segment_collections", S.SEGMENT_COLLECTIONS, "merge"),
-        _resource(segment_sizes, "segment_sizes", S.SEGMENT_SIZES, "append"),
+        # one snapshot per run, merged on (id, extracted_at): a load package replayed after an
+        # interrupted load (a SIGKILL in the load step) replaces its own rows instead of adding a copy
+        _resource(segment_sizes, "segment_sizes", S.SEGMENT_SIZES, "merge"),
         _resource(schema_fields, "schema_fields", S.SCHEMA_FIELDS, "replace"),
         _resource(client_side("streams", S.STREAMS, lambda api: api.rows("api/schema/_streams"),
                               lambda r: str(r["stream"]), stream_cursor, _ms_before(lookback_seconds)),

@@ -42,15 +42,61 @@ _SLUG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]*")
 
 
 def unwrap(body: Any, what: str = "response") -> Any:
-    """``data`` out of the envelope. An error status inside a 2xx body is an error."""
+    """``data`` out of the envelope (callers that get here have passed :func:`envelope_problem`)."""
     if isinstance(body, dict) and "data" in body:
-        status = body.get("status")
-        if isinstance(status, int) and status >= 400:
-            raise MalformedResponse(f"lytics answered 2xx with an error body for {what}", vendor=VENDOR, body=body)
         return body["data"]
     if isinstance(body, dict) and "status" in body and "message" in body:
         return None  # an envelope without data (e.g. a validation answer)
     return body
+
+
+def _status_problem(body: dict[str, Any]) -> str | None:
+    status = body.get("status")
+    if isinstance(status, int) and not isinstance(status, bool) and status >= 400:
+        return f"an error envelope (status {status}: {str(body.get('message'))[:80]!r}) inside a 2xx answer"
+    return None
+
+
+def envelope_problem(body: Any, data: str = "any") -> str | None:
+    """What is wrong with a parsed 2xx body for the envelope of contract §2.1 (``None``: fine).
+
+    ``data`` is what ``data`` must hold: ``"list"`` (a list of objects, or ``null``: the
+    documented empty answer), ``"object"``, or ``"any"``. A body without ``data`` is not an answer
+    (the retry policy retries it), unless it is the documented ``status``/``message`` envelope
+    and ``data="any"``."""
+    if not isinstance(body, dict):
+        return "not the Lytics envelope (an object with data)"
+    problem = _status_problem(body)
+    if problem:
+        return problem
+    if "data" not in body:
+        if data == "any" and "status" in body and "message" in body:
+            return None
+        return "the Lytics envelope without its data"
+    value = body["data"]
+    if data == "list" and value is not None:
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            return "data that is not a list of objects"
+    if data == "object" and not isinstance(value, dict):
+        return "data that is not an object"
+    return None
+
+
+def scan_rows(body: Any) -> list[dict[str, Any]] | None:
+    """The rows of one scan page, or ``None`` when the body is not a scan page (the common
+    client then retries it): only the scan envelope (contract §3.3: ``data`` plus ``_next``,
+    ``next`` or ``total``) is data; ``"data": null`` is the documented empty page. A body that
+    parsed but lacks the envelope never ends a scan."""
+    if not isinstance(body, dict) or "data" not in body or _status_problem(body):
+        return None
+    if not ("_next" in body or "next" in body or "total" in body):
+        return None
+    data = body["data"]
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        return None
+    return data
 
 
 def _next_token(body: Any) -> Any:
@@ -81,9 +127,12 @@ class ScanPaginator(JSONResponseCursorPaginator):
         self.pages += 1
         if isinstance(body, dict) and body.get("total") is not None:
             try:
-                self.total = int(body["total"])
+                total = int(body["total"])
             except (TypeError, ValueError):
-                self.total = None
+                total = None
+            # the same on every page (contract §3.3); if it moves, the largest is the stricter
+            if total is not None and (self.total is None or total > self.total):
+                self.total = total
         if self.cursor is not None:
             if self.cursor in self._tokens:
                 raise MalformedResponse(
@@ -139,6 +188,10 @@ def filter_ql(*, since: str | None = None, until: str | None = None, include: st
     return f"FILTER {expr} FROM {table}"
 
 
+def _span(buckets: tuple[int, ...]) -> str:
+    return f"{buckets[0]}-{buckets[-1]}" if len(buckets) > 1 else str(buckets[0])
+
+
 def bucket_groups(parts: int) -> list[tuple[int, ...]]:
     """Buckets 0..99 in ``parts`` contiguous, disjoint groups covering all of them."""
     parts = max(1, min(parts, BUCKETS))
@@ -156,13 +209,22 @@ class ScanStats:
     reported_total: int = 0
     restarts: int = 0
     split: bool = False
+    #: scans that read more rows than their total (rows read twice, or members that joined)
     mismatches: list[str] = field(default_factory=list)
+    #: scans that read fewer distinct rows than their total: the read is not complete
+    short: list[str] = field(default_factory=list)
+    #: scans whose pages carried no ``total`` (nothing to check against)
+    no_total: int = 0
 
     def as_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scans": self.scans, "pages": self.pages, "scan_total": self.reported_total,
                                "restarts": self.restarts, "split": self.split}
         if self.mismatches:
             out["total_mismatches"] = self.mismatches[:10]
+        if self.short:
+            out["short_scans"] = self.short[:10]
+        if self.no_total:
+            out["scans_without_total"] = self.no_total
         return out
 
 
@@ -208,17 +270,14 @@ class LyticsClient:
 
     # -- plain reads --------------------------------------------------------------------------
 
-    def data(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return unwrap(self.http.get_json(path, params=params), path)
+    def data(self, path: str, params: dict[str, Any] | None = None, shape: str = "any") -> Any:
+        """``data`` of one enveloped answer; a 2xx without the envelope (or with ``data`` not of
+        ``shape``) is retried, then :class:`MalformedResponse` naming the request and the body."""
+        return unwrap(self.http.get_json(path, params=params, expect=lambda b: envelope_problem(b, shape)), path)
 
     def rows(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        data = self.data(path, params)
-        if data is None:
-            return []
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise MalformedResponse(f"lytics {path} answered {type(data).__name__} where a list was expected",
-                                    vendor=VENDOR, url=path)
-        return data
+        """The list in ``data`` (``"data": null`` is the documented empty answer)."""
+        return self.data(path, params, "list") or []
 
     def accounts(self) -> list[dict[str, Any]]:
         rows = self.rows("api/account")
@@ -230,10 +289,7 @@ class LyticsClient:
         return self.rows("api/segment", {"table": table, "valid": "all"})
 
     def segment(self, ident: str) -> dict[str, Any]:
-        data = self.data(f"api/segment/{httpx.URL(ident).raw_path.decode()}")
-        if not isinstance(data, dict):
-            raise MalformedResponse(f"lytics segment {ident} answered {type(data).__name__}", vendor=VENDOR)
-        return data
+        return self.data(f"api/segment/{httpx.URL(ident).raw_path.decode()}", shape="object")
 
     def sizes(self, ids: list[str], per_request: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -242,9 +298,7 @@ class LyticsClient:
         return out
 
     def schema(self, table: str) -> dict[str, Any]:
-        data = self.data(f"api/schema/{table}")
-        if not isinstance(data, dict):
-            raise MalformedResponse(f"lytics schema {table} answered {type(data).__name__}", vendor=VENDOR)
+        data = self.data(f"api/schema/{table}", shape="object")
         if "columns" not in data and isinstance(data.get("fields"), list):  # the V1 OpenAPI variant
             data = {**data, "columns": data["fields"]}
         return data
@@ -259,10 +313,16 @@ class LyticsClient:
         fields: tuple[str, ...] | None = None,
         stats: ScanStats | None = None,
         first: Callable[[ScanPaginator], bool] | None = None,
+        key: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Every page of one scan. ``first(paginator)`` is called after the first page; if it
         answers False the scan stops there, before that page is yielded. A 400 on a page sent
-        with a token (an expired scan) restarts the scan, at most ``max_restarts`` times."""
+        with a token (an expired scan) restarts the scan, at most ``max_restarts`` times.
+
+        Only an empty ``_next`` on a page that parsed as a scan page ends the scan (anything else
+        is retried by the common client). At the end, the distinct rows read (by ``key``) are
+        compared with the scan's ``total``: fewer is a *short scan*, recorded in
+        ``stats.short`` for the resource to fail on (or, if configured, to mark incomplete)."""
         stats = stats if stats is not None else ScanStats()
         restarts = 0
         while True:
@@ -270,8 +330,9 @@ class LyticsClient:
             request = spec.request(self.scan_limit, splits, fields)
             stats.scans += 1
             got = 0
+            keys: list[int] = []  # hashes of the keys read, to count distinct rows against total
             try:
-                for page in self.http.paginate(request, paginator, data_selector=lambda b: unwrap(b, "scan")):
+                for page in self.http.paginate(request, paginator, data_selector=scan_rows):
                     stats.pages += 1
                     if paginator.pages == 1 and first is not None and not first(paginator):
                         stats.scans -= 1
@@ -279,6 +340,8 @@ class LyticsClient:
                         return
                     got += len(page)
                     stats.rows += len(page)
+                    if key is not None:
+                        keys.extend(hash(r.get(key)) for r in page)
                     yield page
             except RequestRejected as exc:
                 if exc.status == 400 and paginator.cursor is not None and restarts < self.max_restarts:
@@ -291,12 +354,18 @@ class LyticsClient:
                     )
                     continue
                 raise
+            distinct = len(set(keys)) if key is not None else got
             if paginator.total is not None:
                 stats.reported_total += paginator.total
-                if paginator.total != got:
-                    what = f"{spec.describe()} splits={splits}: total {paginator.total}, read {got}"
-                    stats.mismatches.append(what)
-                    logger.warning("lytics: scan read a different number of rows than its total: %s", what)
+                if distinct < paginator.total:
+                    what = (f"{spec.describe()}{f' splits={_span(splits)}' if splits else ''}: "
+                            f"total {paginator.total}, read {distinct}")
+                    stats.short.append(what)
+                    logger.warning("lytics: a scan ended short of its total (%s)", what)
+                elif got != paginator.total:
+                    stats.mismatches.append(f"{spec.describe()}: total {paginator.total}, read {got} ({distinct} distinct)")
+            else:
+                stats.no_total += 1
             return
 
     def scan(
@@ -308,8 +377,9 @@ class LyticsClient:
         split_min_pages: int = 5,
         fields: tuple[str, ...] | None = None,
         stats: ScanStats | None = None,
+        key: str | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Every row of a scan, in pages. With ``workers > 1`` a scan whose first page says it
+        """Every row of a scan, in pages (``key``: the rows' primary key, for the total check). With ``workers > 1`` a scan whose first page says it
         is longer than ``split_min_pages`` pages is read instead as ``parts`` bucket scans
         (``splits``) run ``workers`` at a time; a short scan stays one sequential scan (one
         request when nothing changed)."""
@@ -321,13 +391,13 @@ class LyticsClient:
             decided["split"] = workers > 1 and long
             return not decided["split"]
 
-        yield from self.scan_pages(spec, fields=fields, stats=stats, first=first)
+        yield from self.scan_pages(spec, fields=fields, stats=stats, first=first, key=key)
         if not decided.get("split"):
             return
         stats.split = True
         groups = bucket_groups(parts)
         tasks = [
-            (lambda g=g: self.scan_pages(spec, splits=g, fields=fields, stats=stats))  # type: ignore[misc]
+            (lambda g=g: self.scan_pages(spec, splits=g, fields=fields, stats=stats, key=key))  # type: ignore[misc]
             for g in groups
         ]
         yield from concurrent_pages(tasks, workers, name="lytics-scan")
