@@ -147,6 +147,10 @@ def destination_for(destination: Any, pipeline_name: str) -> Any:
         from pipelines.destinations import duckdb_destination
 
         return duckdb_destination(duckdb_path(pipeline_name))
+    if isinstance(destination, str):
+        from pipelines.destinations import check_destination_name
+
+        check_destination_name(destination)
     return destination
 
 

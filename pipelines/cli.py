@@ -331,8 +331,10 @@ def backfill(
         dataset_name = dataset_name or default_dataset(vendor)
         _check_dataset(destination, dataset_name, pipeline_name)
         table_format = _checked_table_format(table_format, destination)
-        # the source's configuration (API key, options) is checked once, before any window starts
+        # the source's configuration (API key, options) and the destination are checked once,
+        # before any window starts
         v.load_source()(window_start=windows[0].start, window_end=windows[0].end).with_resources(resource)
+        _destination(destination, pipeline_name)
     except Exception as exc:
         _fail(exc, vendor, debug)
 
@@ -458,9 +460,9 @@ def state(vendor: str, pipeline_name: str | None, debug: bool) -> None:
     except Exception as exc:
         _fail(exc, vendor, debug)
     if not resources:
-        click.echo(f"{vendor}: pipeline {name!r} has no resource state yet")
+        click.echo(f"{vendor}: pipeline {name!r} has no resource state yet (state in {pipeline.working_dir})")
         return
-    click.echo(f"{vendor} (pipeline {name!r}):")
+    click.echo(f"{vendor} (pipeline {name!r}, state in {pipeline.working_dir}):")
     for res in sorted(resources):
         _print_resource_state(res, resources[res], indent="  ")
     for key, value in pipeline.state.get("sources", {}).get(vendor, {}).items():

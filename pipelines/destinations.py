@@ -19,6 +19,26 @@ from typing import Any
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
 
 
+def check_destination_name(name: str) -> None:
+    """A destination dlt knows (one of its own, or a named destination whose type is
+    configured), or one :class:`ConfigurationError` line naming the known ones (exit 2), instead
+    of dlt's page-long ``UnknownDestinationModule``."""
+    import dlt.destinations
+    from dlt.common.destination import Destination
+    from dlt.common.destination.exceptions import UnknownDestinationModule
+
+    from sources.common.errors import ConfigurationError
+
+    try:
+        Destination.from_reference(name)
+    except UnknownDestinationModule:
+        known = ", ".join(sorted(n for n in dlt.destinations.__all__ if n != "destination"))
+        raise ConfigurationError(
+            f"unknown destination {name!r}; known: {known} (or a named destination with "
+            f"DESTINATION__{name.upper()}__DESTINATION_TYPE set)"
+        ) from None
+
+
 def duckdb_memory_limit() -> str | None:
     import dlt
 
