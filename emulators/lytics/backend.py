@@ -50,6 +50,7 @@ import functools
 import hashlib
 import hmac
 import itertools
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -80,7 +81,28 @@ OPTIONS = {
     "retry_after": None,
     "mid_scan_modify": None,  # {"page": N, "count": M}
     "request_id": True,
+    "short_scans": None,  # {"page": N, "drop": M, "times": K}
+    "repeat_rows": None,  # {"page": N, "count": M, "stale": "first"|"last", "times": K}
+    "clamp_limit": None,  # serve at most this many rows a page, whatever limit asks
+    "revoked": False,  # the API key is refused (401), as after a revocation mid-run
+    "hostile": 0,
+    "hostile_seed": None,
+    "hostile_rate": None,
 }
+
+#: hostile mode: the chance, per scan page, of each vendor-specific bad day (``hostile_rate``
+#: scales them); late arrivals are decided once per scan (see :meth:`LyticsBackend._hostile_page`)
+HOSTILE_CHANCES = {
+    "short": 0.03,  # rows silently missing from the scan ahead (total unchanged)
+    "repeat_first": 0.05,  # a profile already served changes and is served again (newer second)
+    "repeat_last": 0.05,  # a profile ahead changes, is served now, and a stale copy comes later
+    "modify": 0.05,  # profiles change mid-scan (behind and ahead), each served once
+    "clamp": 0.05,  # the page holds fewer rows than the limit asked for
+    "late": 0.05,  # per scan: a profile changes with a _modified up to LATE_MAX_S in the past
+}
+#: how far in the past a hostile late arrival's ``_modified`` lies, at most (seconds); the
+#: source's documented limit is its lookback (900 s by default)
+LATE_MAX_S = 300
 
 
 def envelope(data: Any, status: int = 200, **extra: Any) -> Response:
@@ -120,22 +142,36 @@ def _parse(text: str) -> Any:
 class Scan:
     id: str
     binding: str  # what the token is bound to
-    slots: Any  # a range or an array of slots/doc indexes, in order
+    slots: Any  # a range or an array of slots/doc indexes, in order (a list once perturbed:
+    #             an int is served live, bytes are a stale rendering served as they are)
     table: str
     expr: Any
     started: float
     pages: int = 0
+    total: int = 0  # the member count when the scan started: ``total`` on every page
+
+    def entries(self) -> list[Any]:
+        if not isinstance(self.slots, list):
+            self.slots = list(self.slots)
+        return self.slots
 
 
 class LyticsBackend:
     vendor = "lytics"
     base_path = ""
 
-    def __init__(self, seed: int = 1, scale: int = 1000, **options: Any) -> None:
+    def __init__(self, seed: int = 1, scale: int = 1000, hostile: Any = 0, hostile_seed: Any = None,
+                 **options: Any) -> None:
         epoch = options.pop("epoch", DEFAULT_EPOCH)
         self.options = dict(OPTIONS)
+        options = {**options, "hostile": hostile, "hostile_seed": hostile_seed}
         self._check_options(options)
         self.options.update(options)
+        self._rng = random.Random(hostile_seed if hostile_seed is not None else seed)
+        self.hostile_events: dict[str, int] = {}
+        #: uids the emulator itself changed while scans ran (hostile, mid_scan_modify,
+        #: repeat_rows): a run may load them as they were, the next run must catch up
+        self.changed_mid_scan: set[str] = set()
         self.account = Account(seed, scale, epoch)
         self.api_key = f"lyt{derive(seed, 'api-key'):016x}{derive(seed, 'api-key-2'):016x}"
         self.data_api_key = f"lytd{derive(seed, 'data-key'):016x}{derive(seed, 'data-key-2'):012x}"
@@ -161,10 +197,17 @@ class LyticsBackend:
         with self._lock:
             self._check_options(options)
             self.options.update(options)
-            for k in ("expire_scans", "scan_faults", "mid_scan_modify"):
+            if "hostile_seed" in options or "hostile" in options:
+                seed = self.options.get("hostile_seed")
+                self._rng = random.Random(seed if seed is not None else self.account.seed)
+            for k in ("expire_scans", "scan_faults", "mid_scan_modify", "short_scans", "repeat_rows"):
                 if k in options:
                     self._faults_used.pop(k, None)
             return dict(self.options)
+
+    def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
+        """Lytics' 429 (contract §2.3, §11.10): the error envelope, no ``Retry-After``."""
+        return 429, {"Content-Type": "application/json"}, orjson.dumps({"status": 429, "message": "Too Many Requests"})
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -203,7 +246,7 @@ class LyticsBackend:
             from starlette.concurrency import run_in_threadpool
 
             token = self._token(request)
-            if token not in (self.api_key, self.data_api_key):
+            if token not in (self.api_key, self.data_api_key) or self.options.get("revoked"):
                 return error(401, "Not authorized")
             if token == self.data_api_key and not collect:
                 return error(403, "Forbidden: this token's role cannot use this API")
@@ -415,12 +458,15 @@ class LyticsBackend:
                     return error(400, "scan expired, start a new scan")
                 self._scans.move_to_end(scan_id)
             else:
-                scan = Scan(str(next(self._scan_ids)), binding, self._snapshot(table, expr, buckets), table, expr,
-                            time.monotonic())
+                slots = self._snapshot(table, expr, buckets)
+                scan = Scan(str(next(self._scan_ids)), binding, slots, table, expr, time.monotonic(),
+                            total=len(slots))
                 self._scans[scan.id] = scan
                 while len(self._scans) > SCAN_CACHE:
                     self._scans.popitem(last=False)
                 pos = 0
+                if self.options.get("hostile") and table == "user" and self._chance("late"):
+                    self._late_arrival()
             page_no = scan.pages + 1
             fault = self._take_fault("scan_faults", page_no)
             if fault is not None:  # the same page fails again on a retry, up to ``times``
@@ -430,28 +476,116 @@ class LyticsBackend:
             modify = self._take_fault("mid_scan_modify", page_no)
             if modify is not None:
                 self._modify_mid_scan(scan, pos, int(modify.get("count", 10)))
-            end = min(pos + limit, len(scan.slots))
-            chunk = scan.slots[pos:end]
-            if end < len(scan.slots) and self._take_fault("expire_scans", page_no, key="after_pages"):
+            short = self._take_fault("short_scans", page_no)
+            if short is not None:
+                self._drop_ahead(scan, pos, int(short.get("drop", 1)))
+            repeat = self._take_fault("repeat_rows", page_no)
+            if repeat is not None:
+                self._repeat(scan, pos, int(repeat.get("count", 1)), str(repeat.get("stale", "first")))
+            clamp = self.options.get("clamp_limit")
+            served = limit if not clamp else max(1, min(limit, int(clamp)))
+            if self.options.get("hostile"):
+                served = self._hostile_page(scan, pos, served)
+            end = min(pos + served, len(scan.slots))
+            chunk = scan.slots[pos:end]  # a copy (slice of a range, array or list)
+            more = end < len(scan.slots)
+            if more and self._take_fault("expire_scans", page_no, key="after_pages"):
                 self._scans.pop(scan.id, None)  # the token handed out with this page is dead
         rows: list[Any]
         if table == "content":
             rows = [self.account.doc(i) for i in chunk]
         elif fields:
-            rows = [orjson.loads(self.account.user_json(s)) for s in chunk]
+            rows = [orjson.loads(s if isinstance(s, bytes) else self.account.user_json(s)) for s in chunk]
         else:  # rendered rows go into the page as they are (orjson.Fragment: no re-encoding)
-            rows = [orjson.Fragment(self.account.user_json(s)) for s in chunk]
+            rows = [orjson.Fragment(s if isinstance(s, bytes) else self.account.user_json(s)) for s in chunk]
         if fields:
             keep = set(fields)
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
-        token = self._sign(scan.id, end, binding) if end < len(scan.slots) else ""
-        extra: dict[str, Any] = {"total": len(scan.slots)}
+        token = self._sign(scan.id, end, binding) if more else ""
+        extra: dict[str, Any] = {"total": scan.total}
         mode = self.options.get("next_key", "_next")
         if mode in ("_next", "both"):
             extra["_next"] = token
         if mode in ("next", "both"):
             extra["next"] = token
         return self._ok(rows, **extra)
+
+    # -- bad days: deterministic options and hostile mode ------------------------------------------
+
+    def _chance(self, what: str) -> bool:
+        rate = self.options.get("hostile_rate")
+        scale = 1.0 if rate is None else float(rate) / 0.1  # the harness' default rate is 0.1
+        return self._rng.random() < HOSTILE_CHANCES[what] * scale
+
+    def _event(self, what: str, n: int = 1) -> None:
+        self.hostile_events[what] = self.hostile_events.get(what, 0) + n
+
+    def _hostile_page(self, scan: Scan, pos: int, served: int) -> int:
+        """Seeded vendor-specific bad days for one page of a scan; answers the rows to serve."""
+        if scan.table == "user":
+            if self._chance("short"):
+                self._drop_ahead(scan, pos, self._rng.randint(1, 3))
+            if self._chance("repeat_first"):
+                self._repeat(scan, pos, self._rng.randint(1, 3), "first")
+            if self._chance("repeat_last"):
+                self._repeat(scan, pos, self._rng.randint(1, 3), "last")
+            if self._chance("modify"):
+                self._modify_mid_scan(scan, pos, self._rng.randint(1, 4))
+        if self._chance("clamp") and served > 1:
+            self._event("clamp")
+            served = self._rng.randint(1, served - 1)
+        return served
+
+    def _drop_ahead(self, scan: Scan, pos: int, count: int) -> None:
+        """A short scan: ``count`` members ahead are never served; ``total`` does not change."""
+        entries = scan.entries()
+        for _ in range(min(count, len(entries) - pos)):
+            del entries[self._rng.randrange(pos, len(entries))]
+            self._event("short")
+
+    def _repeat(self, scan: Scan, pos: int, count: int, stale: str) -> None:
+        """Profiles served twice in one scan after changing mid-scan. ``stale="first"``: one
+        already served changes and is served again at the end (old copy first, new second).
+        ``stale="last"``: one ahead changes, is served on this page, and its old rendering is
+        served where it stood (new copy first, stale second)."""
+        if scan.table != "user":
+            return
+        entries = scan.entries()
+        if stale == "first":
+            served = [e for e in entries[:pos] if isinstance(e, int)]
+            picked = sorted(set(self._rng.sample(served, min(count, len(served))))) if served else []
+            if picked:
+                self._modify_slots(picked, {"mid_scan": True})
+                entries.extend(picked)
+                self._event("repeat_first", len(picked))
+            return
+        ahead = [i for i in range(pos, len(entries)) if isinstance(entries[i], int)]
+        picked = sorted(self._rng.sample(ahead, min(count, len(ahead)))) if ahead else []
+        slots = [entries[i] for i in picked]
+        if not slots:
+            return
+        old = {s: self.account.user_json(s) for s in slots}
+        self._modify_slots(slots, {"mid_scan": True})
+        for i, s in zip(picked, slots, strict=True):
+            entries[i] = old[s]  # the stale copy, where the profile stood
+        entries[pos:pos] = slots  # the new copy, on this page
+        self._event("repeat_last", len(slots))
+
+    def _late_arrival(self) -> None:
+        """A profile changes with a ``_modified`` up to :data:`LATE_MAX_S` in the past (an event
+        processed late): it lands behind a cursor that may already have passed that instant."""
+        acct = self.account
+        if not acct.n_users:
+            return
+        slot = self._rng.randrange(acct.n_users)
+        now = acct.clock.tick()
+        late = now - self._rng.randint(1, LATE_MAX_S) * 1_000_000_000
+        cur = acct.user(slot, with_segments=False)
+        late = max(late, acct.modified[slot] + 1000)  # _modified never moves backwards
+        acct.update_user(slot, {"visitct": str(int(cur.get("visitct") or 0) + 1), "late": True}, late)
+        self.changed_mid_scan.add(acct.uid_of(slot))
+        acct.version += 1
+        self._event("late")
 
     def _take_fault(self, name: str, page: int, key: str = "page") -> dict[str, Any] | None:
         """The option ``name`` as a one-shot fault for page ``page`` of a scan (``times`` uses)."""
@@ -479,7 +613,10 @@ class LyticsBackend:
         behind = [scan.slots[i] for i in range(0, pos, max(1, pos // max(1, count // 2)))][: count // 2]
         ahead_n = len(scan.slots) - pos
         ahead = [scan.slots[pos + i] for i in range(0, ahead_n, max(1, ahead_n // max(1, count - len(behind))))]
-        self._modify_slots((behind + ahead)[:count], {"mid_scan": True})
+        slots = sorted({s for s in (behind + ahead)[:count] if isinstance(s, int)})
+        if slots:
+            self._modify_slots(slots, {"mid_scan": True})
+            self._event("modify", len(slots))
 
     # -- users: entity, collect ---------------------------------------------------------------------
 
@@ -557,6 +694,8 @@ class LyticsBackend:
 
     def _modify_slots(self, slots: list[int], extra: dict[str, Any] | None = None) -> int:
         acct = self.account
+        if extra and extra.get("mid_scan"):
+            self.changed_mid_scan.update(acct.uid_of(s) for s in slots)
         now = acct.clock.tick()
         for s in slots:
             cur = acct.user(s, with_segments=False)
@@ -693,9 +832,38 @@ class LyticsBackend:
                 n = len(self._scans)
                 self._scans.clear()
                 return {"expired": n}
+            if op == "add_field":
+                name, typ = str(operation.get("name") or ""), str(operation.get("type") or "string")
+                if not name:
+                    raise MutationError("add_field needs a name")
+                try:
+                    acct.add_schema_field(name, typ, int(operation.get("position", 0)))
+                except ValueError as exc:
+                    raise MutationError(str(exc)) from None
+                count = int(operation.get("count", 10))
+                slots = sorted({(i * max(1, acct.n_users // max(1, count))) % acct.n_users for i in range(count)})
+                now = acct.clock.tick()
+                for i, slot in enumerate(slots):
+                    acct.update_user(slot, {name: str(i) if typ in ("int", "number") else f"{name}-{i}"}, now)
+                acct.version += 1
+                return {"uids": [acct.uid_of(s) for s in slots], "modified": rfc3339(now)}
+            if op == "late_users":
+                # profiles that change with a _modified in the past (events processed late)
+                count, age = int(operation.get("count", 1)), float(operation.get("age_seconds", 60))
+                step = max(1, acct.n_users // max(1, count))
+                offset = int(operation.get("offset", derive(acct.seed, "late", acct.version) % step))
+                slots = sorted({(offset + i * step) % acct.n_users for i in range(count)})
+                late = acct.clock.tick() - int(age * 1e9)
+                for slot in slots:
+                    if acct.modified[slot] >= late:
+                        raise MutationError("a chosen profile changed after that instant; pick another offset")
+                    cur = acct.user(slot, with_segments=False)
+                    acct.update_user(slot, {"visitct": str(int(cur.get("visitct") or 0) + 1), "late": True}, late)
+                acct.version += 1
+                return {"uids": [acct.uid_of(s) for s in slots], "modified": rfc3339(late)}
         raise MutationError(
             f"unknown lytics op {op!r}; known: modify_users, add_users, advance_clock, update_segment, "
-            "update_job, update_content, collect, expire_scans, warm_cache"
+            "update_job, update_content, collect, expire_scans, warm_cache, add_field, late_users"
         )
 
     def export(self, table: str) -> list[dict[str, Any]]:
@@ -728,6 +896,7 @@ class LyticsBackend:
         raise KeyError(table)
 
 
-def create_backend(seed: int = 1, scale: int = 1000, **options: Any) -> LyticsBackend:
-    return LyticsBackend(seed=seed, scale=scale, **options)
+def create_backend(seed: int = 1, scale: int = 1000, hostile: Any = 0, hostile_seed: Any = None,
+                   **options: Any) -> LyticsBackend:
+    return LyticsBackend(seed=seed, scale=scale, hostile=hostile, hostile_seed=hostile_seed, **options)
 

@@ -20,7 +20,7 @@ import hashlib
 import threading
 import time
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +191,7 @@ class Account:
         self.aid = 1000 + derive(seed, "aid") % 9000
         self.account_id = f"{derive(seed, 'account'):016x}"
         self.version = 0  # bumps on every change (cached sizes are keyed on it)
+        self.user_schema = list(self.USER_SCHEMA)  # fields can be added (add_field)
         self._build_users(scale)
         self._build_content(max(10, scale // 10))
         self._build_segments()
@@ -405,8 +406,13 @@ class Account:
         return None
 
     def set_modified(self, slot: int, ns: int) -> None:
+        """``slot`` now has ``_modified`` ``ns``; ``recent`` stays in time order (a late arrival,
+        whose ``_modified`` is in the past, is inserted where it belongs)."""
         self.modified[slot] = ns
-        self.recent.append((ns, slot))
+        if self.recent and ns < self.recent[-1][0]:
+            insort(self.recent, (ns, slot))
+        else:
+            self.recent.append((ns, slot))
 
     def modified_between(self, low: int | None, low_inc: bool, high: int | None, high_inc: bool) -> list[int]:
         """Slots whose current ``_modified`` lies in the range, in slot order (index + recent)."""
@@ -457,6 +463,12 @@ class Account:
         over.update(fields)
         self._index_identity(slot, fields)
         self.set_modified(slot, now)
+
+    def add_schema_field(self, name: str, typ: str, position: int) -> None:
+        """A new user field in ``/api/schema/user`` at ``position`` (the account's schema order)."""
+        if any(c == name for c, _, _ in self.user_schema):
+            raise ValueError(f"field {name!r} exists")
+        self.user_schema.insert(max(0, min(position, len(self.user_schema))), (name, typ, False))
 
     # -- segments ----------------------------------------------------------------------------
 
@@ -716,7 +728,7 @@ class Account:
     ]
 
     def schema(self, table: str) -> dict[str, Any]:
-        cols = self.USER_SCHEMA if table == "user" else self.CONTENT_SCHEMA
+        cols = self.user_schema if table == "user" else self.CONTENT_SCHEMA
         by = [c for c, _, is_by in cols if is_by]
         return {
             "name": table,
