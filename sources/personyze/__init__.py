@@ -6,7 +6,7 @@ Read this file and you know what is loaded (tables are named after resources):
 |--------------------|----------------------|-------------------|--------------------------------------------|
 | users              | user_id              | merge             | (data_last_modified or last_session_time, user_id), lookback 300 s |
 | events             | id                   | merge             | id (lookback 100 ids)                      |
-| sessions_archive   | id                   | merge             | (end_time, id), lookback 300 s             |
+| sessions_archive   | id                   | merge             | id (lookback 100 ids): archived late = new id |
 | summary_actions    | date, action_id      | merge             | (date, action_id), re-reads the last 3 days |
 | products, articles | id                   | merge             | none: keyset walk on id every run          |
 | placeholders, actions, conditions, user_lists | id | replace  | none: full snapshot                        |
@@ -25,6 +25,7 @@ returns only the time-windowed resources of :data:`BACKFILL_RESOURCES`, each a k
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import PersonyzeClient
+from .convert import TolerantConverter
 
 __all__ = ["personyze_source", "check_credentials", "PersonyzeClient", "BACKFILL_RESOURCES"]
 
@@ -98,6 +100,34 @@ def _cursor_value(row: dict[str, Any], column: str, parse: Callable[[Any], Any])
     return parse(v)
 
 
+class NewestCopyCursor(LookbackCursor):
+    """A :class:`LookbackCursor` for which the newest copy of a row read twice in one run wins.
+
+    A row can come back twice in one load (changed while the walk runs, or a server that serves
+    pages from replicas that lag). The copy with the larger cursor value (the vendor's own
+    modification time) is the one that lands — the merge's ``dedup_sort`` hint picks it in the
+    destination — so:
+
+    * a copy *older* than one already read is dropped here (not loaded, and its fingerprint is
+      not kept, so the fingerprint in state is always the landed copy's);
+    * two *different* copies with the same cursor value (changed twice within one second) cannot
+      be ordered: both load, and no fingerprint is kept for that row, so the next run's lookback
+      loads it again whatever copy the merge kept.
+    """
+
+    _UNKNOWN = ""  # a fingerprint no row has
+
+    def admit(self, key: str, cursor_value: Any, row: dict[str, Any]) -> bool:
+        prior = self._observed.get(key) if cursor_value is not None else None
+        if prior is not None and prior[0] > cursor_value:
+            self.rows_read += 1
+            return False
+        admitted = super().admit(key, cursor_value, row)
+        if prior is not None and prior[0] == cursor_value and prior[1] != self._observed[key][1]:
+            self._observed[key] = (cursor_value, self._UNKNOWN)
+        return admitted
+
+
 @dlt.source(name="personyze", max_table_nesting=0)
 def personyze_source(
     api_key: str = dlt.secrets.value,
@@ -105,6 +135,7 @@ def personyze_source(
     user_cursor: str = "data_last_modified",
     lookback_seconds: int = S.DEFAULT_LOOKBACK_SECONDS,
     events_lookback_ids: int = 100,
+    sessions_lookback_ids: int = 100,
     summary_days: int = S.DEFAULT_SUMMARY_DAYS,
     backfill_workers: int = S.DEFAULT_BACKFILL_WORKERS,
     page_size: int = S.MAX_ROWS,
@@ -127,6 +158,7 @@ def personyze_source(
             ``last_session_time`` (as the vendor docs paginate; misses edits that start no session).
         lookback_seconds: how far behind its cursor ``users`` and ``sessions_archive`` re-read.
         events_lookback_ids: how many ids behind its cursor ``events`` re-reads.
+        sessions_lookback_ids: how many ids behind its cursor ``sessions_archive`` re-reads.
         summary_days: how many trailing days ``summary_actions`` re-reads each run.
         backfill_workers: concurrent id ranges on a first (backfill) run; 1 = one sequential walk.
         page_size: rows per request where the API allows 1,000.
@@ -147,6 +179,7 @@ def personyze_source(
     for name, value in (
         ("lookback_seconds", lookback_seconds),
         ("events_lookback_ids", events_lookback_ids),
+        ("sessions_lookback_ids", sessions_lookback_ids),
         ("summary_days", summary_days - 1),
         ("backfill_workers", backfill_workers - 1),
         ("batch_rows", batch_rows - 1),
@@ -186,15 +219,21 @@ def personyze_source(
         pk: Callable[[dict[str, Any]], str],
     ) -> Iterator[pa.Table]:
         state = dlt.current.resource_state(name)
+        if state.get("cursor_column", cursor) != cursor and (name, state["cursor_column"]) in _REPAGED:
+            # the resource moved to another cursor (sessions_archive: end_time -> id): rows the old
+            # one may have missed are only found by reading everything once more (merge on id)
+            _PROGRESS.warning("%s.%s: %s", S.VENDOR, name, _REPAGED[(name, state["cursor_column"])])
+            for k in ("cursor", "seen", "cursor_column"):
+                state.pop(k, None)
         if state.get("cursor_column", cursor) != cursor:
             raise ConfigurationError(
                 f"personyze {name} was loaded with cursor {state['cursor_column']}; switching to "
                 f"{cursor} needs a full refresh (cdp-sync run personyze --full-refresh)",
                 vendor=S.VENDOR,
             )
-        cur = LookbackCursor(state, behind)
+        cur = NewestCopyCursor(state, behind)
         progress = ProgressLog(S.VENDOR, name)
-        tbl = spec(table)
+        convert = TolerantConverter(spec(table), S.VENDOR)
         with shared.use() as api:
             requests_before = api.http.stats["requests"]
             if cur.value is None:
@@ -216,10 +255,11 @@ def personyze_source(
             # its de-duplication; an incremental walk may meet a row twice if it changes meanwhile
             first = True
             for batch in batched(admitted(), batch_rows):
-                page = tbl.to_arrow(batch)
+                page = convert(batch)
                 if first:
                     page, first = merge_run_hints(page, unique_in_run=cur.value is None), False
                 yield page
+            convert.warn()
             state["cursor_column"] = cursor
             cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
             progress.done(mode)
@@ -238,17 +278,18 @@ def personyze_source(
         assert window is not None
         state = dlt.current.resource_state(name)
         progress = ProgressLog(S.VENDOR, f"{name}[{window.label}]")
-        tbl = spec(table)
+        convert = TolerantConverter(spec(table), S.VENDOR)
         count = RowCount()
         lo, hi = bounds
         with shared.use() as api:
             pages = api.walk(name, cursor, key, parse=parse, start=lo, extra=[(cursor, "<", hi)])
             first = True
             for batch in batched(_counted(pages, progress), batch_rows):
-                page = count(tbl.to_arrow(batch))
+                page = count(convert(batch))
                 if first:
                     page, first = merge_run_hints(page, unique_in_run=unique), False
                 yield page
+            convert.warn()
             window.record(state, count.rows, axis=cursor)
         progress.done()
 
@@ -273,8 +314,11 @@ def personyze_source(
             yield from window_resource("sessions_archive", S.SESSIONS_ARCHIVE, "end_time", "id", int,
                                        (window.start_s, window.end_s), True)
             return
+        # append-only with a monotonic id: a session archived late (an old end_time) still gets a
+        # new id, so paging on id loads it however late it is (issue: rows archived 1.5-2.3 h
+        # behind an end_time cursor were never loaded)
         yield from keyset_resource(
-            "sessions_archive", S.SESSIONS_ARCHIVE, "end_time", "id", int, _minus(lookback_seconds), "id", _by("id")
+            "sessions_archive", S.SESSIONS_ARCHIVE, "id", "id", int, _minus(sessions_lookback_ids), "id", _by("id")
         )
 
     def summary_actions() -> Iterator[pa.Table]:
@@ -295,16 +339,17 @@ def personyze_source(
 
     def catalog(table: TableSpec, merge: bool) -> Callable[[], Iterator[pa.Table]]:
         def walk_all() -> Iterator[pa.Table]:
-            tbl = spec(table)
+            convert = TolerantConverter(spec(table), S.VENDOR)
             progress = ProgressLog(S.VENDOR, table.name)
             first = merge
             with shared.use() as api:
                 pages = api.walk(table.name, "id", "id", slow=False)
                 for batch in batched(_counted(pages, progress), batch_rows):
-                    page = tbl.to_arrow(batch)
+                    page = convert(batch)
                     if first:  # a keyset walk on the unique id reads every row once
                         page, first = merge_run_hints(page, unique_in_run=True), False
                     yield page
+            convert.warn()
             progress.done("full walk")
 
         walk_all.__name__ = table.name
@@ -358,6 +403,17 @@ def personyze_source(
             )()
         )
     return resources
+
+
+_PROGRESS = logging.getLogger("cdp_sync.progress")
+
+#: (resource, cursor it used to page on) -> the one line logged when it re-reads everything once
+_REPAGED = {
+    ("sessions_archive", "end_time"): (
+        "now pages on id instead of end_time, so sessions archived late are never missed; "
+        "this run reads every session once more (merged on id)"
+    ),
+}
 
 
 def _with_dedup_sort(columns: dict[str, Any], cursor: str) -> dict[str, Any]:
@@ -422,15 +478,18 @@ def _incremental(
     """Later runs: everything at or after (stored cursor - lookback).
 
     Fast path: the newest 1,000 rows by cursor need no ``where`` and so are not a slow query; if
-    the smallest cursor among them is below the lower bound (or fewer came back), every row at or
-    above the bound is in that one response. Otherwise walk the keyset from the bound in pages of
-    50 (a range query is slow)."""
+    the smallest cursor among them is below the lower bound, every row at or above the bound is
+    in that one response. Otherwise (including a page shorter than asked that stays above the
+    bound) walk the keyset from the bound in pages of 50 (a range query is slow)."""
     low = cur.lower_bound()
     size = api.page_size
     newest = api.newest(obj, cursor, count=size)
     values = [_cursor_value(r, cursor, parse) for r in newest]
     present = [v for v in values if v is not None]
-    if len(newest) < size or (present and min(present) < low) or len(present) < len(values):
+    # conclusive only when the page itself shows it reached past the bound: a row below it, or
+    # a row without a cursor value (sorted last descending). A page merely shorter than asked is
+    # not proof: the server may have returned fewer rows than it holds.
+    if (present and min(present) < low) or len(present) < len(values):
         rows = [r for r, v in zip(newest, values, strict=True) if v is not None and v >= low]
         rows.sort(key=lambda r: _cursor_value(r, cursor, parse))
         return iter([rows] if rows else [])

@@ -13,6 +13,13 @@ Limits respected here (§5):
 * large tables need a ``where`` or an ``order_by`` on an indexed column: every walk orders by an
   indexed column.
 
+End of data (§3: a read answers a JSON array of objects, ``[]`` when nothing matches): a walk
+ends only on an **empty array**. A page shorter than asked is not the end (a server may answer
+fewer rows than it holds); any 200 that is not an array of objects carrying the walk's columns —
+an empty body, ``null``, ``{}``, an HTML page, truncated JSON — is a retryable error (the shared
+retry policy), and a :class:`~sources.common.errors.MalformedResponse` naming the request and an
+excerpt of the body once retries are spent, so a walk never ends early and commits its cursor.
+
 Encoding (§2.4): the server decodes the path once, splits it on ``/ | & , <operator>``, and (as the
 vendor's own SDK shows) may decode each value once more. A value is therefore sent
 percent-encoded once, and values the two decoding models would read differently — those
@@ -152,14 +159,64 @@ def build_path(
     return "/".join(parts)
 
 
+_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)", re.I)
+
+
 def _retry_hint(response: httpx.Response) -> float | None:
-    """Personyze's 503 says to "stand by number of seconds": use a number of seconds in the
-    body when there is one ([I]: the body format is undocumented)."""
-    if response.status_code == 503:
-        m = re.search(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)", response.text[:500], re.I)
+    """Personyze's 503 says to "stand by number of seconds and retry" (§4); its slow-query
+    frequency limit (§5.2, status undocumented) may answer 429 the same way. Use a number of
+    seconds in the plain-text body when there is one ([I]: the body format is undocumented);
+    the shared client waits it out within its throttling budget."""
+    if response.status_code in (429, 503):
+        m = _SECONDS.search(response.text[:500])
         if m:
             return float(m.group(1))
     return None
+
+
+def _describe(body: Any) -> str:
+    """What a body is, in the contract's words (never a Python type name)."""
+    if body is None:
+        return "an empty body"
+    if isinstance(body, dict):
+        return "a JSON object" if body else "an empty JSON object"
+    if isinstance(body, list):
+        return "a JSON array of values, not of row objects"
+    if isinstance(body, str):
+        return "a JSON string"
+    if isinstance(body, bool):
+        return "a JSON boolean"
+    return "a JSON number"
+
+
+def expect_rows(body: Any) -> str | None:
+    """``None`` for the documented read answer (an array of row objects, ``[]`` for none), else
+    what is wrong with it."""
+    if isinstance(body, list) and (not body or (isinstance(body[0], dict) and isinstance(body[-1], dict))):
+        return None
+    return f"{_describe(body)} where an array of rows was expected"
+
+
+def expect_object(body: Any) -> str | None:
+    return None if isinstance(body, dict) else f"{_describe(body)} where a JSON object was expected"
+
+
+class UntilEmptyPaginator(KeysetPaginator):
+    """Keyset pagination that ends only on an empty page (Personyze documents no other
+    end-of-data signal; a page shorter than asked may be a server that clamped the limit)."""
+
+    def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
+        if not data:
+            self.has_next_page = False
+            return
+        position = self.key_of(data[-1])
+        if self.position is not None and not position > self.position:
+            raise MalformedResponse(
+                f"{VENDOR}: the keyset did not advance (from {self.position!r} to {position!r}); "
+                "the API ignored the position",
+                vendor=VENDOR, method="GET", url=str(response.request.url), body=response.text,
+            )
+        self.position = position
 
 
 def _is_slow_query_refusal(exc: RequestRejected) -> bool:
@@ -214,21 +271,15 @@ class PersonyzeClient:
 
     def check(self) -> Any:
         """The credential probe: ``GET /rest/account`` reads nothing and answers 401 for a key
-        that is wrong, revoked or sent over plain HTTP."""
+        that is wrong, revoked or sent over plain HTTP. Its 200 body is undocumented (§1), so
+        any JSON value is accepted (an empty or non-JSON 200 is retried by the shared client)."""
         return self.http.get_json("account")
 
     def rows(self, obj: str, **path: Any) -> list[dict[str, Any]]:
-        """One request; ``path`` as for :func:`build_path`. Always a list of objects."""
+        """One request; ``path`` as for :func:`build_path`. Always a list of objects: anything
+        else is retried, then a :class:`MalformedResponse` naming the request and the body."""
         url = build_path(obj, double_encode=self.double_encode, **path)
-        data = self.http.get_json(url)
-        if not isinstance(data, list) or (data and not isinstance(data[0], dict)):
-            raise MalformedResponse(
-                f"personyze answered {type(data).__name__} where a list of rows was expected",
-                vendor=VENDOR,
-                method="GET",
-                url=url,
-            )
-        return data
+        return self.http.get_json(url, expect=expect_rows)
 
     def edge(self, obj: str, column: str, *, last: bool) -> dict[str, Any] | None:
         """The row with the smallest (or largest) ``column``: an indexed ``order_by`` without
@@ -265,8 +316,9 @@ class PersonyzeClient:
         (an id range of a split backfill, the end of a window). ``parse`` turns the cursor's wire
         value into a comparable value. ``slow``: the table is large, so every range query is
         slow and pages hold 50 rows; otherwise pages start at 1,000 and drop to 50 on the API's
-        bare 400. Stops after a short page; a page boundary inside a run of equal cursor values
-        neither drops nor repeats a row because (cursor, key) is unique and strictly increasing."""
+        bare 400. Stops after an empty page (never after a merely short one); a page boundary
+        inside a run of equal cursor values neither drops nor repeats a row because (cursor, key)
+        is unique and strictly increasing."""
         order = [cursor] if cursor == key else [cursor, key]
         position = after
         first_start = start
@@ -277,10 +329,28 @@ class PersonyzeClient:
                 k = c if cursor == key else int(row[key])
             except (KeyError, TypeError, ValueError):
                 raise MalformedResponse(
-                    f"personyze {obj} row without a usable {cursor}/{key}: {str(row)[:200]}",
+                    f"{VENDOR} {obj} row without a usable {cursor}/{key}: {str(row)[:200]}",
                     vendor=VENDOR,
                 ) from None
             return (c, k)
+
+        def usable(row: Any) -> bool:
+            if not isinstance(row, dict):
+                return False
+            try:
+                key_of(row)
+            except MalformedResponse:
+                return False
+            return True
+
+        def rows_of(body: Any) -> list[dict[str, Any]] | None:
+            # the page's rows, or None (retryable) for anything but an array of rows whose
+            # first and last carry the walk's columns (the last one positions the next page)
+            if not isinstance(body, list):
+                return None
+            if body and not (usable(body[0]) and usable(body[-1])):
+                return None
+            return body
 
         while True:
             size = self.page_size_for(obj, slow)
@@ -299,7 +369,7 @@ class PersonyzeClient:
                 )
 
             try:
-                for page in self.http.paginate(Request(), KeysetPaginator(size, key_of, apply)):
+                for page in self.http.paginate(Request(), UntilEmptyPaginator(size, key_of, apply), rows_of):
                     if page:
                         position = key_of(page[-1])
                         first_start = None

@@ -44,7 +44,8 @@ USERS = TableSpec(
     "users",
     {
         "user_id": "int",
-        "internal_id": "int",
+        # documented as a string (contract §6.1); CRM ids such as "CRM-000042" are common
+        "internal_id": "text",
         "internal_text_id": "text",
         "fb_id": "text",
         "email": "text",

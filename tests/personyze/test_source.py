@@ -155,7 +155,8 @@ def test_transient_503s_are_retried(emu, ctl, make_pipeline):
     ctl.add_faults([{"path": "^/rest/placeholders", "actions": [{"status": 503, "body": "deadlock"}] * 2}])
     counts = run(pipeline, source(emu, "placeholders"))
     statuses = [e["status"] for e in ctl.requests() if e["path"].startswith("/rest/placeholders")]
-    assert statuses == [503, 503, 200]
+    # the page, then the empty page that ends the walk (a short page does not)
+    assert statuses == [503, 503, 200, 200]
     assert counts["placeholders"] == ctl.state()["tables"]["placeholders"]
 
 
@@ -171,23 +172,53 @@ def test_dropped_connection_and_truncated_json_are_retried(emu, ctl, make_pipeli
         assert_table_equals(con, "data", S.PRODUCTS, ctl.export("products"))
 
 
-def test_late_rows_inside_the_lookback_are_loaded_outside_are_not(emu, ctl, make_pipeline, tmp_path):
+def test_rows_archived_late_are_loaded_however_old_their_time(emu, ctl, make_pipeline, tmp_path):
+    """Issue 11, class 4: sessions archived after the lookback (a new id, an end_time 1.5-2.3 h
+    behind the cursor) were never loaded while sessions_archive paged on end_time."""
     pipeline = make_pipeline()
     run(pipeline, source(emu, "events", "sessions_archive"))
     ctl.mutate({"op": "advance_clock", "seconds": 30})
     late_events = ctl.mutate({"op": "add_events", "count": 20, "late_seconds": 86400})
-    ctl.mutate({"op": "add_sessions", "count": 5, "late_seconds": 60})  # inside the 300 s lookback
-    outside = ctl.mutate({"op": "add_sessions", "count": 3, "late_seconds": 7200})  # beyond it
+    added = [
+        ctl.mutate({"op": "add_sessions", "count": n, "late_seconds": late})
+        for n, late in ((5, 60), (3, 5400), (4, 8280), (2, 86400 * 3))  # 1 min, 1.5 h, 2.3 h, 3 days
+    ]
     counts = run(pipeline, source(emu, "events", "sessions_archive"))
-    # events page by id: a late event gets a new id, so it is always caught
+    # both page by id: a row that arrives late gets a new id, so it is caught however old its time
     assert counts["events"] == 20
     first, last = late_events["ids"]
     assert last - first + 1 == 20
-    # sessions page by end_time: the documented limit is the lookback window
-    assert counts["sessions_archive"] == 5
+    assert counts["sessions_archive"] == 5 + 3 + 4 + 2
     with connect(tmp_path) as con:
         loaded = {r[0] for r in con.execute("select id from data.sessions_archive").fetchall()}
-    assert not set(range(outside["ids"][0], outside["ids"][1] + 1)) & loaded
+        assert {i for a in added for i in range(a["ids"][0], a["ids"][1] + 1)} <= loaded
+        assert_table_equals(con, "data", S.SESSIONS_ARCHIVE, ctl.export("sessions_archive"))
+        assert_table_equals(con, "data", S.EVENTS, ctl.export("events"))
+    st = pipeline.state["sources"]["personyze"]["resources"]["sessions_archive"]
+    assert st["cursor_column"] == "id" and st["cursor"] == max(r["id"] for r in ctl.export("sessions_archive"))
+
+
+def test_sessions_loaded_by_end_time_before_are_read_once_more_by_id(emu, ctl, make_pipeline, tmp_path, caplog):
+    """A pipeline whose sessions_archive state still holds an end_time cursor (before paging on
+    id) re-reads every session once, merged on id, and then carries on by id."""
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "sessions_archive"))
+    # the state an earlier version left: an end_time cursor, with a late session it missed
+    missed = ctl.mutate({"op": "add_sessions", "count": 3, "late_seconds": 7200})
+    newest_end = max(int(r["end_time"]) for r in ctl.export("sessions_archive"))
+    with pipeline.managed_state() as state:
+        resources = state["sources"]["personyze"]["resources"]
+        resources["sessions_archive"] = {"cursor_column": "end_time", "cursor": newest_end, "seen": {}}
+    caplog.set_level("WARNING", logger="cdp_sync.progress")
+    counts = run(pipeline, source(emu, "sessions_archive"))
+    assert counts["sessions_archive"] == ctl.state()["tables"]["sessions_archive"]
+    assert any("now pages on id" in r.getMessage() for r in caplog.records)
+    with connect(tmp_path) as con:
+        loaded = {r[0] for r in con.execute("select id from data.sessions_archive").fetchall()}
+        assert set(range(missed["ids"][0], missed["ids"][1] + 1)) <= loaded
+        assert_table_equals(con, "data", S.SESSIONS_ARCHIVE, ctl.export("sessions_archive"))
+    assert pipeline.state["sources"]["personyze"]["resources"]["sessions_archive"]["cursor_column"] == "id"
+    assert run(pipeline, source(emu, "sessions_archive")).get("sessions_archive", 0) == 0
 
 
 def test_summary_days_are_reread_and_only_changed_rows_load(emu, ctl, make_pipeline, tmp_path):
