@@ -34,6 +34,7 @@ and kept in the window's record as ``unreachable``).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -43,10 +44,11 @@ import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from sources.common.arrow import _SCALAR as _ARROW_SCALAR
 from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
-from sources.common.errors import ConfigurationError
+from sources.common.errors import ConfigurationError, MalformedResponse
 from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
@@ -54,7 +56,7 @@ from sources.common.progress import ProgressLog, record_requests
 from sources.common.window import RowCount, Window
 
 from . import settings as S
-from .client import SyneriseClient, iso_to_ms
+from .client import SyneriseClient, Unreadable, iso_to_ms
 
 __all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window",
            "read_profile_events", "BACKFILL_RESOURCES"]
@@ -99,6 +101,81 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def _ts(value: Any) -> Any:
+    """A timestamp in one of the contract's forms as epoch ms; any other value is passed on as
+    it is, so :func:`fitted_table` lands it as text (``<column>__v_text``) instead of failing."""
+    try:
+        return iso_to_ms(value)
+    except Unreadable:
+        return value
+
+
+class Misfits:
+    """Values that do not fit their column's contract type, counted per table and column, and
+    reported once per resource: they land as text in ``<column>__v_text``, never fail a run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str, str], int] = {}
+
+    def add(self, table: str, column: str, kind: str, n: int) -> None:
+        with self._lock:
+            key = (table, column, kind)
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def report(self, table: str) -> None:
+        with self._lock:
+            mine = {k: v for k, v in self._counts.items() if k[0] == table}
+            for k in mine:
+                del self._counts[k]
+        for (t, column, kind), n in sorted(mine.items()):
+            progress_logger.warning(
+                "synerise.%s: %s value%s of %s did not fit its type (%s); loaded as text in %s__v_text",
+                t, f"{n:,}", "" if n == 1 else "s", column, kind, column,
+            )
+
+
+def fitted_table(spec: TableSpec, rows: Sequence[dict[str, Any]], misfits: Misfits | None = None) -> pa.Table:
+    """``spec.to_arrow(rows)``; when a value does not fit its declared column (a string where the
+    contract documents a number, an unreadable date …), the row keeps ``None`` there and the value
+    lands as text in ``<column>__v_text`` (a variant column, as dlt names them), counted in
+    ``misfits``. Only a batch that holds such a value pays for the column-by-column check."""
+    try:
+        return spec.to_arrow(rows)
+    except MalformedResponse:
+        pass
+    bad: dict[str, list[int]] = {}
+    for column, kind in spec.columns.items():
+        convert = _ARROW_SCALAR.get(kind)
+        if convert is None or column in spec.primary_key:
+            continue
+        idx = []
+        for i, r in enumerate(rows):
+            try:
+                convert(r.get(column))
+            except (ValueError, TypeError, OverflowError):
+                idx.append(i)
+        if idx:
+            bad[column] = idx
+    if not bad:  # a primary key that does not fit: no row to put it in
+        return spec.to_arrow(rows)
+    fixed = [dict(r) for r in rows]
+    text: dict[str, list[str | None]] = {}
+    for column, idx in bad.items():
+        values: list[str | None] = [None] * len(fixed)
+        for i in idx:
+            v = fixed[i][column]
+            values[i] = v if isinstance(v, str) else orjson.dumps(v).decode()
+            fixed[i][column] = None
+        text[column] = values
+        if misfits is not None:
+            misfits.add(spec.name, column, spec.columns[column], len(idx))
+    table = spec.to_arrow(fixed)
+    for column, values in text.items():
+        table = table.append_column(f"{column}__v_text", pa.array(values, type=pa.string()))
+    return table
+
+
 def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """A ``/v4/clients`` profile as (declared columns, open-ended attributes).
 
@@ -106,7 +183,7 @@ def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | Non
     joins it under its own name (unless a custom attribute already has that name)."""
     row = {col: p.get(key) for key, col in _V4_KEYS.items()}
     for key, col in _V4_TIMES.items():
-        row[col] = iso_to_ms(p.get(key))
+        row[col] = _ts(p.get(key))
     extras = dict(p.get("attributes") or {})
     for key, value in p.items():
         if key not in _V4_KEYS and key not in _V4_TIMES and key != "attributes":
@@ -125,15 +202,28 @@ def export_row(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None
         if col is None:
             extras[key] = value
         elif col in ("birth_date", "last_activity_date"):
-            row[col] = iso_to_ms(value)
+            row[col] = _ts(value)
         else:
             row[col] = value
     return row, (extras or None)
 
 
-def profiles_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> pa.Table:
-    table = S.PROFILES.to_arrow([r for r, _ in rows])
+def profiles_table(rows: list[tuple[dict[str, Any], dict[str, Any] | None]],
+                   misfits: Misfits | None = None) -> pa.Table:
+    table = fitted_table(S.PROFILES, [r for r, _ in rows], misfits)
     return table.append_column("attributes", pa.array([_json_text(e) for _, e in rows], type=pa.string()))
+
+
+def _event_time(value: Any) -> Any:
+    """``time`` (ms) as an integer, so it compares as the cursor does; a value that is not a
+    whole number is passed on (it lands as text, the row is loaded without moving the cursor)."""
+    if value is None or (type(value) is int):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return value
+    return int(f) if f.is_integer() else value
 
 
 _EVENT_TOP = {"eventUUID", "time", "action", "description", "label", "icon", "unique", "client", "userAgent",
@@ -149,7 +239,7 @@ def event_row(e: dict[str, Any]) -> dict[str, Any]:
     agent = e.get("userAgent") or {}
     row = {
         "event_uuid": e.get("eventUUID"),
-        "time": None if e.get("time") is None else int(e["time"]),  # ms; a string would not compare
+        "time": _event_time(e.get("time")),
         "action_name": action.get("name"),
         "action_label": action.get("label"),
         "action_description": action.get("description"),
@@ -182,7 +272,7 @@ def item_row(item: dict[str, Any]) -> dict[str, Any]:
         "item_key": item.get("itemKey"),
         "id": item.get("id"),
         "value": value,
-        "creation_date": iso_to_ms(item.get("creationDate")),
+        "creation_date": _ts(item.get("creationDate")),
     }
     for key, v in item.items():
         if key not in ("bag", "itemKey", "id", "value", "creationDate"):
@@ -194,7 +284,7 @@ def asset_tag_row(t: dict[str, Any]) -> dict[str, Any]:
     directory = t.get("directory") or {}
     row = {"hash": t.get("hash"), "value": t.get("value"), "description": t.get("description"),
            "color": t.get("color"), "icon": t.get("icon"), "priority": t.get("priority"),
-           "author_id": t.get("authorId"), "created_at": iso_to_ms(t.get("createdAt")),
+           "author_id": t.get("authorId"), "created_at": _ts(t.get("createdAt")),
            "directory_hash": directory.get("hash"), "directory_name": directory.get("name"),
            "directory_type": (directory.get("type") or {}).get("name")}
     for key, v in t.items():
@@ -206,8 +296,8 @@ def asset_tag_row(t: dict[str, Any]) -> dict[str, Any]:
 
 def catalog_row(bag: dict[str, Any]) -> dict[str, Any]:
     row = {"id": bag.get("id"), "name": bag.get("name"), "business_profile_id": bag.get("businessProfileId"),
-           "author": bag.get("author"), "last_modified": iso_to_ms(bag.get("lastModified")),
-           "creation_date": iso_to_ms(bag.get("creationDate"))}
+           "author": bag.get("author"), "last_modified": _ts(bag.get("lastModified")),
+           "creation_date": _ts(bag.get("creationDate"))}
     for key, v in bag.items():
         if key not in ("id", "name", "businessProfileId", "author", "lastModified", "creationDate"):
             row[key] = v
@@ -228,7 +318,7 @@ def member_row(segmentation_uuid: str, c: dict[str, Any]) -> dict[str, Any]:
     UTC midnight (the vendor does not say which zone they are in)."""
     row: dict[str, Any] = {"segmentation_uuid": segmentation_uuid}
     row.update({col: c.get(key) for key, col in _CRM_KEYS.items()})
-    row.update({col: iso_to_ms(c.get(key)) for key, col in _CRM_DATES.items()})
+    row.update({col: _ts(c.get(key)) for key, col in _CRM_DATES.items()})
     for key, v in c.items():
         if key not in _CRM_KEYS and key not in _CRM_DATES:
             row[key] = v
@@ -253,9 +343,9 @@ def expression_row(x: dict[str, Any]) -> dict[str, Any]:
         "action_id": analysis.get("actionId", _by(analysis, "action", "id")),
         "expression": analysis.get("expression"),
         "variables": payload.get("variables"),
-        "created_at": iso_to_ms(_by(payload, "createdBy", "atTime")),
+        "created_at": _ts(_by(payload, "createdBy", "atTime")),
         "created_by": _by(payload, "createdBy", "id"),
-        "modified_at": iso_to_ms(_by(payload, "modifiedBy", "atTime")),
+        "modified_at": _ts(_by(payload, "modifiedBy", "atTime")),
         "modified_by": _by(payload, "modifiedBy", "id"),
         "is_dynamic_analytic": payload.get("isDynamicAnalytic"),
         "is_predefined_analytic": payload.get("isPredefinedAnalytic"),
@@ -281,9 +371,9 @@ def aggregate_row(a: dict[str, Any]) -> dict[str, Any]:
         "date_filter": agg.get("dateFilter"),
         "expressions": agg.get("expressions"),
         "variables": a.get("variables"),
-        "created_at": iso_to_ms(_by(a, "createdBy", "atTime")),
+        "created_at": _ts(_by(a, "createdBy", "atTime")),
         "created_by": _by(a, "createdBy", "id"),
-        "modified_at": iso_to_ms(_by(a, "modifiedBy", "atTime")),
+        "modified_at": _ts(_by(a, "modifiedBy", "atTime")),
         "modified_by": _by(a, "modifiedBy", "id"),
         "deleted": a.get("deleted"),
         "is_dynamic_analytic": a.get("isDynamicAnalytic"),
@@ -305,6 +395,139 @@ def analytics_value_row(client_id: int, analytic_uuid: str, kind: str, result: A
     text = None if result is None else str(result)
     return {"client_id": client_id, "analytic_uuid": analytic_uuid, "kind": kind, "result": text,
             "result_number": _number(text), "calculated_at": at_ms}
+
+
+
+# -------------------------------------------------------------------------------- complete walks
+
+
+class IncompleteRead(MalformedResponse):
+    """A full read of a list that ended short of the list's own count (or kept changing while it
+    was read, pass after pass): not complete, so nothing of it is committed."""
+
+
+class Walk:
+    """What :func:`complete_walk` found: passes, rows read, the list's stated size, repeats."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.complete = False
+        self.distinct = 0
+        self.reported: int | None = None
+        self.repeated = 0
+        self.newer_copies = 0
+        self.history: list[dict[str, Any]] = []
+        #: every key read -> the newest version read of it
+        self.seen: dict[Any, Any] = {}
+
+    def info(self) -> dict[str, Any]:
+        return {"passes": self.passes, "complete": self.complete, "rows_read": self.distinct,
+                "reported": self.reported, "repeated_rows_skipped": self.repeated,
+                "newer_copies": self.newer_copies}
+
+
+def complete_walk(
+    label: str, read_pass: Callable[[], Iterable[tuple[int | None, list[dict[str, Any]]]]],
+    key: Callable[[dict[str, Any]], Any], walk: Walk, *, version: Callable[[dict[str, Any]], Any] | None = None,
+    count: Callable[[], int | None] | None = None, max_passes: int = 3,
+) -> Iterator[list[dict[str, Any]]]:
+    """Every row of a list read by offset or page index while it may change (contract §3: these
+    lists are live), each key once, plus later copies that are newer by ``version``.
+
+    ``read_pass()`` walks the list once, yielding ``(stated size or None, rows)`` per page;
+    ``count()`` (optional) states the size before and after a pass when the pages do not. A pass
+    is *clean* when it read at least as many distinct keys as the largest size stated during it
+    and saw no key twice: nothing was added before its position, nothing removed or moved ahead
+    of it (which would have skipped a row). An unclean pass is followed by another (each pass
+    yields only keys not yet read, or newer copies), up to ``max_passes``; when no pass was clean,
+    ``walk.complete`` stays False and the caller fails the resource (or, by option, loads what
+    was read and marks it incomplete). Without any stated size, a pass is clean when no key
+    repeats (a skip cannot be seen: documented)."""
+    seen = walk.seen
+    while walk.passes < max_passes and not walk.complete:
+        walk.passes += 1
+        sizes: set[int] = set()
+        if count is not None:
+            before = count()
+            if before is not None:
+                sizes.add(before)
+        in_pass: set[Any] = set()
+        repeats = 0
+        for size, page in read_pass():
+            if size is not None:
+                sizes.add(size)
+            out = []
+            for row in page:
+                k = key(row)
+                if k in in_pass:
+                    repeats += 1
+                in_pass.add(k)
+                v = version(row) if version is not None else None
+                if k not in seen:
+                    seen[k] = v
+                    out.append(row)
+                    continue
+                old = seen[k]
+                if v is not None and (old is None or _newer(v, old)):
+                    seen[k] = v  # read again and newer: its newer copy must land (dedup keeps it)
+                    walk.newer_copies += 1
+                    out.append(row)
+                else:
+                    walk.repeated += 1
+            if out:
+                yield out
+        if count is not None:
+            after = count()
+            if after is not None:
+                sizes.add(after)
+        walk.reported = max(sizes) if sizes else None
+        walk.distinct = len(seen)
+        clean = repeats == 0 and (walk.reported is None or len(in_pass) >= walk.reported)
+        walk.history.append({"read": len(in_pass), "sizes": sorted(sizes), "repeats": repeats, "clean": clean})
+        walk.complete = clean
+        if not clean and walk.passes < max_passes:
+            progress_logger.info(
+                "synerise.%s: the list changed while it was read (%s distinct rows read, %s stated, %s read twice); "
+                "reading it again", label, f"{len(in_pass):,}",
+                "?" if walk.reported is None else f"{walk.reported:,}", repeats)
+
+
+def _version(value: Any) -> int | None:
+    """A modification field as a comparable version (epoch ms), or ``None``."""
+    return value if type(value) is int else None
+
+
+def _newer(a: Any, b: Any) -> bool:
+    try:
+        return bool(a > b)
+    except TypeError:  # a version that did not parse (text) against a number: not provably newer
+        return False
+
+
+def _finish_walk(label: str, walk: Walk, state: dict[str, Any], allow_incomplete: bool, key: str | None = None) -> None:
+    """A walk that never had a clean pass fails the resource (nothing committed) unless
+    ``allow_incomplete``: then it is loaded, and ``incomplete`` in state says so until a complete
+    read; the next run reads the whole list again either way."""
+    marks = state.setdefault("incomplete", {}) if (not walk.complete or "incomplete" in state) else None
+    where = key or label
+    if walk.complete:
+        if marks is not None:
+            marks.pop(where, None)
+            if not marks:
+                state.pop("incomplete", None)
+        return
+    detail = (f"{walk.distinct:,} distinct rows read, {'?' if walk.reported is None else f'{walk.reported:,}'} "
+              f"stated by the API, after {walk.passes} passes (the list kept changing while it was read, or the "
+              "API ended it short)")
+    if not allow_incomplete:
+        raise IncompleteRead(
+            f"synerise {where}: the full read is incomplete: {detail}; nothing of it was loaded. Run again, or set "
+            "allow_incomplete=true to load what was read and mark it incomplete", vendor=S.VENDOR)
+    assert marks is not None
+    marks[where] = {"at": pendulum.now("UTC").to_iso8601_string(), "read": walk.distinct,
+                    "reported": walk.reported, "passes": walk.passes}
+    progress_logger.warning("synerise.%s: INCOMPLETE read loaded (allow_incomplete): %s; recorded in state as "
+                            "'incomplete'; the next run reads it in full again", where, detail)
 
 
 # -------------------------------------------------------------------------------- time windows
@@ -465,6 +688,7 @@ def synerise_source(
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
     request_timeout: float = 30.0,
+    allow_incomplete: bool = False,
     window_start: Any = None,
     window_end: Any = None,
 ) -> Sequence[DltResource]:
@@ -497,6 +721,9 @@ def synerise_source(
         max_connections: HTTP connections to the workspace (an upper bound on concurrent requests).
         token_refresh_margin_s: log in again this long before the JWT expires.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        allow_incomplete: a full read of a list that ends short of the list's own count (or
+            keeps changing while it is read, pass after pass) fails its resource, nothing of it
+            committed; with this option it is loaded and marked ``incomplete`` in state instead.
         window_start, window_end: bounded mode (both or neither; ISO 8601 or datetimes, UTC): only
             ``events``, reading exactly ``[window_start, window_end)``, without cursor state.
     """
@@ -538,6 +765,7 @@ def synerise_source(
             "synerise export_expressions/export_aggregates need export_segmentation_uuid", vendor=S.VENDOR
         )
     quiet_arrow_hint_warning()
+    misfits = Misfits()
     retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
 
     def make_client() -> SyneriseClient:
@@ -554,7 +782,8 @@ def synerise_source(
                 yield page
 
         for chunk in batched(counted(), batch):
-            yield spec.to_arrow(chunk)
+            yield fitted_table(spec, chunk, misfits)
+        misfits.report(spec.name)
 
     # ---------------------------------------------------------------- profiles
 
@@ -568,49 +797,47 @@ def synerise_source(
                 yield from _profiles_v4(api, state, progress)
 
     def _profiles_v4(api: SyneriseClient, state: dict[str, Any], progress: ProgressLog) -> Iterator[pa.Table]:
-        """``/v4/clients`` pages by index over a live list: a profile added before the current
-        page repeats a row (loaded once), one deleted or merged away shifts the rest and skips a
-        row. The profile total (``/crm/v1/list``) is read before and after each pass: when it
-        moved during the pass, or fewer profiles were read than it says, one more pass picks up
-        the skipped ones (each profile is still loaded once)."""
-        seen: set[int] = set()
+        """``/v4/clients`` pages by index over a live list in an order the contract does not
+        state: a profile added, removed or moved (modified) during the walk repeats a row or
+        skips one. :func:`complete_walk` reads it again until a pass is clean against the
+        profile total (``all`` of ``/crm/v1/list``, before and after each pass); a profile read
+        twice lands once, the copy with the newest ``lastActivityDate`` (a later copy that is
+        newer is loaded too and the merge keeps it: ``dedup_sort``)."""
+        walk = Walk()
         previous: set[int] = set()
-        duplicates = 0
-        passes = 0
-        total: int | None = None
+
+        def read_pass() -> Iterator[tuple[int | None, list[dict[str, Any]]]]:
+            for page in api.profile_pages(v4_page):
+                yield None, page
+
+        def version(p: dict[str, Any]) -> Any:
+            v = _ts(p.get("lastActivityDate"))
+            return v if type(v) is int else None
 
         def rows() -> Iterator[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
-            nonlocal duplicates
-            for page in api.profile_pages(v4_page):
-                out = []
-                for p in page:
-                    row, extras = profile_row(p)
-                    cid = row["client_id"]
-                    if cid in seen:  # a page shifted under us (profiles added before it): already read
-                        duplicates += 1
-                        continue
-                    seen.add(cid)
-                    previous.update(int(x) for x in (row.get("previous_clients") or []))
-                    out.append((row, extras))
+            for page in complete_walk("profiles", read_pass, lambda p: p.get("clientId"), walk, version=version,
+                                      count=api.profile_count):
+                out = [profile_row(p) for p in page]
+                for row, _ in out:
+                    if row.get("previous_clients"):
+                        previous.update(int(x) for x in row["previous_clients"])
                 progress.update(len(page), len(out))
-                if out:
-                    yield out
+                yield out
 
-        total = api.profile_count()
-        while True:
-            passes += 1
-            before = total
-            for chunk in batched(rows(), batch):
-                yield profiles_table(chunk)
-            total = api.profile_count()
-            if total is None or (total == before and len(seen) >= total) or passes >= 2:
-                break
-            progress_logger.info("synerise.profiles: %s profiles exist, %s were read (the list changed while it "
-                                 "was read); reading it again for the skipped ones", f"{total:,}", f"{len(seen):,}")
-        if total is not None and len(seen) < total:
-            progress_logger.warning("synerise.profiles: %s profiles exist but %s were read after two passes",
-                                    f"{total:,}", f"{len(seen):,}")
+        unique = True
+        first = True
+        for chunk in batched(rows(), batch):
+            table = profiles_table(chunk, misfits)
+            if first or (unique and walk.newer_copies):
+                # written every run; a newer copy of a profile read before turns the merge's
+                # de-duplication on, and `dedup_sort` (last_activity_date) keeps that copy
+                unique = unique and not walk.newer_copies
+                table, first = merge_run_hints(table, unique_in_run=unique), False
+            yield table
+        misfits.report("profiles")
+        _finish_walk("profiles", walk, state, allow_incomplete)
         # profiles merged into another are gone from the API: remove them from the destination once
+        seen = {int(k) for k in walk.seen if k is not None}
         done = {int(x) for x in state.get("merged_away") or []}
         gone = sorted(previous - seen - done)
         if gone:
@@ -619,8 +846,7 @@ def synerise_source(
         if gone or "merged_away" in state:
             state["merged_away"] = sorted(done | set(gone))
         state["last_run"] = {"finished_at": pendulum.now("UTC").to_iso8601_string(), "mode": "snapshot (/v4/clients)",
-                             "rows_loaded": len(seen), "merged_away_removed": len(gone),
-                             "repeated_rows_skipped": duplicates, "passes": passes, "profiles_reported": total}
+                             "rows_loaded": len(seen), "merged_away_removed": len(gone), **walk.info()}
         progress.done(f"snapshot, {len(gone)} merged-away removed")
 
     def _profiles_export(api: SyneriseClient, progress: ProgressLog) -> Iterator[Any]:
@@ -635,9 +861,10 @@ def synerise_source(
                 values += [analytics_value_row(int(r["id"]), u, kind, r.get(u), created) for u, kind in analytics.items()]
             progress.update(len(page), len(page))
             if rows:
-                yield profiles_table(rows)
+                yield profiles_table(rows, misfits)
             if values:
                 yield dlt.mark.with_table_name(S.ANALYTICS_VALUES.to_arrow(values), "analytics_values")
+        misfits.report("profiles")
         progress.done(f"export task {task['taskId']}")
 
     # ---------------------------------------------------------------- events
@@ -659,7 +886,8 @@ def synerise_source(
                     keep = []
                     for e in page:
                         row = event_row(e)
-                        if cur.admit(str(row["event_uuid"]), row["time"], row):
+                        t = row["time"]
+                        if cur.admit(str(row["event_uuid"]), t if type(t) is int else None, row):
                             keep.append(row)
                     progress.update(len(page), len(keep))
                     if keep:
@@ -667,10 +895,11 @@ def synerise_source(
 
             first = True
             for chunk in batched(admitted(), batch):
-                page = S.EVENTS.to_arrow(chunk)
+                page = fitted_table(S.EVENTS, chunk, misfits)
                 if first:  # written every run: a bounded run's "unique" must not persist
                     page, first = merge_run_hints(page, unique_in_run=False), False
                 yield page
+            misfits.report("events")
             if overflow.items:
                 state["truncated"] = (list(state.get("truncated") or []) + overflow.items)[-STATE_LIST_LIMIT:]
             state["cursor_column"] = "time"
@@ -713,7 +942,7 @@ def synerise_source(
             first = True
             for chunk in batched(([event_row(e) for e in page] for page in pages), batch):
                 progress.update(len(chunk), len(chunk))
-                table = count(S.EVENTS.to_arrow(chunk))
+                table = count(fitted_table(S.EVENTS, chunk, misfits))
                 if first:
                     table, first = merge_run_hints(table, unique_in_run=True), False
                 yield table
@@ -741,14 +970,16 @@ def synerise_source(
                 keep = []
                 for e in page:
                     row = event_row(e)
-                    if cur.admit(str(row["event_uuid"]), row["time"], row):
+                    t = row["time"]
+                    if cur.admit(str(row["event_uuid"]), t if type(t) is int else None, row):
                         keep.append(row)
                 progress.update(len(page), len(keep))
                 if keep:
                     yield keep
 
         for chunk in batched(admitted(), batch):
-            yield S.PROFILE_EVENTS.to_arrow(chunk)
+            yield fitted_table(S.PROFILE_EVENTS, chunk, misfits)
+        misfits.report("profile_events")
 
     def profile_events() -> Iterator[pa.Table]:
         state = dlt.current.resource_state()
@@ -776,22 +1007,56 @@ def synerise_source(
 
     # ---------------------------------------------------------------- catalogs, tags
 
+    def _newest(rows: Iterable[list[dict[str, Any]]], key: Callable[[dict[str, Any]], Any]) -> list[dict[str, Any]]:
+        """Rows of a small list, one per key: the last copy a walk handed on (a later copy is
+        handed on only when newer by the list's modification field)."""
+        out: dict[Any, dict[str, Any]] = {}
+        for page in rows:
+            for r in page:
+                out[key(r)] = r
+        return list(out.values())
+
+    def _catalog_walk(api: SyneriseClient, walk: Walk) -> Iterator[list[dict[str, Any]]]:
+        return complete_walk("catalogs", lambda: api.catalog_pages(cat_page), lambda b: b.get("id"), walk,
+                             version=lambda b: _version(_ts(b.get("lastModified"))))
+
     def catalogs() -> Iterator[pa.Table]:
         progress = ProgressLog(S.VENDOR, "catalogs")
+        state = dlt.current.resource_state()
+        walk = Walk()
         with shared.use() as api:
-            yield from tables(S.CATALOGS, ([catalog_row(b) for b in p] for p in api.catalog_pages(cat_page)), progress)
+            bags = _newest(_catalog_walk(api, walk), lambda b: b.get("id"))
+        _finish_walk("catalogs", walk, state, allow_incomplete)
+        progress.update(len(bags), len(bags))
+        yield fitted_table(S.CATALOGS, [catalog_row(b) for b in bags], misfits)
+        misfits.report("catalogs")
         progress.done("snapshot")
 
     def catalog_items() -> Iterator[pa.Table]:
+        """Every item of every catalog, each catalog a complete walk against its
+        ``metaData.totalCount`` (items have no modification field: an item read twice lands
+        once, as first read; a change made during the walk lands in the next run)."""
         progress = ProgressLog(S.VENDOR, "catalog_items")
+        state = dlt.current.resource_state()
         with shared.use() as api:
-            ids = [int(b["id"]) for page in api.catalog_pages(cat_page) for b in page]
+            cat_walk = Walk()
+            ids = [int(b["id"]) for b in _newest(_catalog_walk(api, cat_walk), lambda b: b.get("id"))]
+            _finish_walk("catalogs", cat_walk, state, allow_incomplete, key="catalogs")
+            walks = {c: Walk() for c in ids}
 
             def walk(cid: int) -> Callable[[], Iterator[list[dict[str, Any]]]]:
-                return lambda: ([item_row(i) for i in page] for page in api.item_pages(cid, cat_page))
+                def run() -> Iterator[list[dict[str, Any]]]:
+                    pages = complete_walk(f"catalog_items[{cid}]", lambda: api.item_pages(cid, cat_page),
+                                          lambda i: i.get("itemKey"), walks[cid])
+                    for page in pages:
+                        yield [item_row(i) for i in page]
+
+                return run
 
             pages = concurrent_pages([walk(c) for c in ids], min(4, connections), name="synerise-items")
             yield from tables(S.CATALOG_ITEMS, pages, progress)
+        for cid, w in walks.items():
+            _finish_walk("catalog_items", w, state, allow_incomplete, key=f"catalog {cid}")
         progress.done(f"{len(ids)} catalogs")
 
     def tags() -> Iterator[pa.Table]:
@@ -799,13 +1064,18 @@ def synerise_source(
         with shared.use() as api:
             rows = api.tags()
         progress.update(len(rows), len(rows))
-        yield S.TAGS.to_arrow(rows)
+        yield fitted_table(S.TAGS, rows, misfits)
+        misfits.report("tags")
 
     def asset_tags() -> Iterator[pa.Table]:
         progress = ProgressLog(S.VENDOR, "asset_tags")
+        state = dlt.current.resource_state()
+        walk = Walk()
         with shared.use() as api:
-            pages = ([asset_tag_row(t) for t in p] for p in api.asset_tag_pages(S.DEFAULT_ASSET_TAGS_PAGE_SIZE))
-            yield from tables(S.ASSET_TAGS, pages, progress)
+            pages = complete_walk("asset_tags", lambda: api.asset_tag_pages(S.DEFAULT_ASSET_TAGS_PAGE_SIZE),
+                                  lambda t: t.get("hash"), walk)
+            yield from tables(S.ASSET_TAGS, ([asset_tag_row(t) for t in p] for p in pages), progress)
+        _finish_walk("asset_tags", walk, state, allow_incomplete)
 
     # ---------------------------------------------------------------- segmentations
 
@@ -814,36 +1084,36 @@ def synerise_source(
         state = dlt.current.resource_state()
         with shared.use() as api:
             for seg in segments:
-                yield from tables(S.SEGMENTATION_MEMBERS, _members(api, seg, state), progress)
+                walk = Walk()
+                pages = complete_walk(f"segmentation_members[{seg}]", lambda seg=seg: api.segmentation_pages(seg, crm_page),
+                                      lambda c: c.get("id"), walk)
+                yield from tables(S.SEGMENTATION_MEMBERS, ([member_row(seg, c) for c in p] for p in pages), progress)
+                _finish_walk("segmentation_members", walk, state, allow_incomplete, key=f"segmentation {seg}")
+                state.setdefault("segmentations", {})[seg] = {
+                    "members": walk.distinct, "finished_at": pendulum.now("UTC").to_iso8601_string(), **walk.info()}
         progress.done(f"{len(segments)} segmentations")
-
-    def _members(api: SyneriseClient, seg: str, state: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Live membership can change between pages (offsets then shift): each id is loaded once,
-        and when ``matching`` moved during a pass, one more pass picks up what the shift skipped."""
-        seen: set[int] = set()
-        passes = 0
-        while True:
-            passes += 1
-            totals: set[int] = set()
-            for total, page in api.segmentation_pages(seg, crm_page):
-                totals.add(total)
-                rows = [member_row(seg, c) for c in page if int(c["id"]) not in seen]
-                seen.update(int(r["id"]) for r in rows)
-                if rows:
-                    yield rows
-            if len(totals) <= 1 or passes >= 3:
-                break
-            progress_logger.info("synerise.segmentation_members: %s changed while it was read; reading it again", seg)
-        state.setdefault("segmentations", {})[seg] = {"members": len(seen), "passes": passes,
-                                                      "finished_at": pendulum.now("UTC").to_iso8601_string()}
 
     # ---------------------------------------------------------------- analytics
 
     def definitions(kind: str, spec: TableSpec, mapper: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[], Iterator[pa.Table]]:
+        key = spec.primary_key[0]
+
         def read() -> Iterator[pa.Table]:
             progress = ProgressLog(S.VENDOR, spec.name)
+            state = dlt.current.resource_state()
+            walk = Walk()
             with shared.use() as api:
-                yield from tables(spec, ([mapper(x) for x in p] for p in api.analytics_pages(kind, an_page)), progress)
+                pages = complete_walk(spec.name, lambda: mapped_pages(api), lambda r: r.get(key), walk,
+                                      version=lambda r: _version(r.get("modified_at")))
+                rows = _newest(pages, lambda r: r.get(key))
+            _finish_walk(spec.name, walk, state, allow_incomplete)
+            progress.update(len(rows), len(rows))
+            yield fitted_table(spec, rows, misfits)
+            misfits.report(spec.name)
+
+        def mapped_pages(api: SyneriseClient) -> Iterator[tuple[int | None, list[dict[str, Any]]]]:
+            for total, page in api.analytics_pages(kind, an_page):
+                yield total, [mapper(x) for x in page]
 
         read.__name__ = spec.name
         return read
@@ -852,7 +1122,8 @@ def synerise_source(
         def read() -> Iterator[pa.Table]:
             with shared.use() as api:
                 rows = [mapper(x) for x in api.analytics_projections(kind)]
-            yield spec.to_arrow(rows)
+            yield fitted_table(spec, rows, misfits)
+            misfits.report(spec.name)
 
         read.__name__ = spec.name
         return read
@@ -881,10 +1152,12 @@ def synerise_source(
 
     profile_columns = S.PROFILES.dlt_columns()
     profile_columns["attributes"] = {"data_type": "json", "nullable": True}
+    # a profile read twice in one walk (the list moved under it) lands as its newest copy
+    profile_columns["last_activity_date"] = {**profile_columns["last_activity_date"], "dedup_sort": "desc"}
     if not export_mode:
         profile_columns[S.MERGED_AWAY] = {"data_type": "bool", "nullable": True, "hard_delete": True}
-    # the walk loads each client_id once (repeats are dropped in `_profiles_v4`), so the merge can
-    # skip de-duplicating its staging table
+    # the walk loads each client_id once unless a later copy is newer (then `_profiles_v4` turns
+    # the merge's staging de-duplication on for that run); otherwise the merge can skip it
     profiles_res = dlt.resource(
         profiles, name="profiles", primary_key="client_id", columns=profile_columns,
         write_disposition="replace" if export_mode else
@@ -935,13 +1208,13 @@ def synerise_source(
 
 
 def _expression_summary(x: dict[str, Any]) -> dict[str, Any]:
-    return {"hash_id": x.get("hashId"), "name": x.get("name"), "created_at": iso_to_ms(x.get("createdAt")),
+    return {"hash_id": x.get("hashId"), "name": x.get("name"), "created_at": _ts(x.get("createdAt")),
             "is_dynamic_analytic": x.get("isDynamicAnalytic"), "variables": x.get("variables")}
 
 
 def _aggregate_summary(x: dict[str, Any]) -> dict[str, Any]:
     return {"uuid": x.get("uuid"), "hash_id": x.get("hashId"), "name": x.get("name"),
-            "created_at": iso_to_ms(x.get("createdAt")), "is_dynamic_analytic": x.get("isDynamicAnalytic"),
+            "created_at": _ts(x.get("createdAt")), "is_dynamic_analytic": x.get("isDynamicAnalytic"),
             "variables": x.get("variables")}
 
 

@@ -23,10 +23,10 @@ import httpx
 import orjson
 
 from sources.common.errors import AuthError, ConfigurationError, MalformedResponse
-from sources.common.http import HttpClient, Request, RetryPolicy
+from sources.common.http import HttpClient, Request, RetryPolicy, describe_body
 from sources.common.paginators import (
+    BasePaginator,
     JSONResponseCursorPaginator,
-    OffsetPaginator,
     PageNumberPaginator,
     lookup,
 )
@@ -47,18 +47,23 @@ def jwt_claims(token: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class Unreadable(ValueError):
+    """A timestamp in a form the contract does not document (the caller keeps it as text)."""
+
+
 def iso_to_ms(value: Any) -> int | None:
     """ISO 8601 (``2019-03-19T14:05:39Z``, with or without fraction/offset) or a bare date
-    (``2019-08-24``, read as UTC midnight) to epoch milliseconds."""
+    (``2019-08-24``, read as UTC midnight) to epoch milliseconds; :class:`Unreadable` for
+    anything else (never a failed run: the row mappers keep such a value as text)."""
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
     text = str(value).strip()
     try:
         dt = _dt.datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise MalformedResponse(f"synerise sent an unreadable timestamp {text[:40]!r}", vendor=S.VENDOR) from None
+        raise Unreadable(text) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=_dt.UTC)
     return int(dt.timestamp() * 1000)
@@ -203,39 +208,36 @@ class SyneriseClient:
 
     def login(self) -> dict[str, Any]:
         """Log in now (the credential probe): one request; a refused key raises AuthError."""
-        response, _ = self.http.send(Request("GET", "v4/server/time"))
+        body = self.http.get_json("v4/server/time", expect=_server_time_problem)
         return {"workspace_id": self.auth.workspace_id, "lifetime_s": self.auth.lifetime_s,
-                "server_time": (response.json() or {}).get("serverTime")}
+                "server_time": body.get("serverTime")}
 
     def server_time_ms(self) -> int:
         """``GET /v4/server/time``: the server's clock (second precision), so windows never
         depend on the local clock."""
-        body = self.http.get_json("v4/server/time")
-        ms = iso_to_ms((body or {}).get("serverTime")) if isinstance(body, dict) else None
-        if ms is None:
-            raise MalformedResponse("synerise /v4/server/time has no serverTime", vendor=S.VENDOR, body=str(body))
-        return ms
+        body = self.http.get_json("v4/server/time", expect=_server_time_problem)
+        return int(iso_to_ms(body["serverTime"]) or 0)
 
     # -- profiles -------------------------------------------------------------------------------
 
     def profile_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """``GET /v4/clients``: 1-based ``pageIndex``, a bare array, no total; a short page is the last."""
+        """``GET /v4/clients``: 1-based ``pageIndex``, a bare array, no total. Only an empty
+        array ends the walk (contract §8.4, "an empty array past the end"): a short page is not
+        the end, as a server that clamps ``pageSize`` below the request answers short pages."""
         request = Request("GET", "v4/clients", params={"pageSize": page_size})
-        yield from self.http.paginate(
-            request, PageNumberPaginator(page_param="pageIndex", base_page=1, page_size=page_size)
-        )
+        yield from self.http.paginate(request, PageNumberPaginator(page_param="pageIndex", base_page=1))
 
     def profile_count(self) -> int | None:
         """The workspace's profile total (``all`` of ``GET /crm/v1/list?limit=1``), or ``None``
         when the key may not read the CRM list (403)."""
         try:
-            body = self.http.get_json("crm/v1/list", params={"limit": 1, "offset": 0})
+            body = self.http.get_json("crm/v1/list", params={"limit": 1, "offset": 0},
+                                      expect=_number_problem("all"))
         except AuthError as exc:
             if exc.status == 403:
                 return None
             raise
-        total = body.get("all") if isinstance(body, dict) else None
-        return int(total) if isinstance(total, (int, float)) else None
+        return int(body["all"])
 
     def create_export(self, segmentation_uuid: str, fields: list[str], expressions: list[str],
                       aggregates: list[str]) -> dict[str, Any]:
@@ -248,27 +250,23 @@ class SyneriseClient:
             "aggregates": aggregates,
             "excludedIds": [],
         }
-        task = self.http.post_json(S.EXPORT_CREATE_PATH, json=body)
-        if not isinstance(task, dict) or "taskId" not in task:
-            raise MalformedResponse("synerise export task answer has no taskId", vendor=S.VENDOR, body=str(task))
-        return task
+        return self.http.post_json(S.EXPORT_CREATE_PATH, json=body, expect=_number_problem("taskId"))
 
     def export_pages(self, task_id: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """The rows of an export task: offset/limit (``limit <= 10000``), no total; a short page ends."""
+        """The rows of an export task: offset/limit (``limit <= 10000``), a bare array, no total;
+        only an empty page ends the walk (a short one may be a clamped limit)."""
         request = Request("GET", S.EXPORT_TASK_PATH.format(task_id=int(task_id)))
-        yield from self.http.paginate(request, OffsetPaginator(min(page_size, S.EXPORT_LIMIT)))
+        yield from self.http.paginate(request, TotalOffsetPaginator(min(page_size, S.EXPORT_LIMIT)))
 
     # -- events ---------------------------------------------------------------------------------
 
     def activities(self, date_from: int, date_to: int, limit: int = S.ACTIVITIES_LIMIT) -> list[dict[str, Any]]:
         """``GET /activities-api/activities`` for ``date_from <= time <= date_to`` (ms): at most
         ``limit`` events and no continuation — the caller splits full windows."""
-        body = self.http.get_json(
-            "activities-api/activities", params={"dateFrom": date_from, "dateTo": date_to, "limit": limit}
+        return self.http.get_json(
+            "activities-api/activities", params={"dateFrom": date_from, "dateTo": date_to, "limit": limit},
+            expect=_list_problem,
         )
-        if not isinstance(body, list):
-            raise MalformedResponse("synerise activities answer is not a list", vendor=S.VENDOR, body=str(body)[:300])
-        return body
 
     def profile_event_pages(self, client_id: int, *, date_from: int | None, date_to: int | None,
                             page_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -282,73 +280,154 @@ class SyneriseClient:
         request = Request("POST", "activities-api/events/by/id",
                           json={"identifierValue": str(client_id), "additionalData": extra})
         paginator = _StrictCursor("meta.cursors.after", "pageToken")
-        yield from self.http.paginate(request, paginator, data_selector=lambda b: lookup(b, "data"))
+        yield from self.http.paginate(request, paginator, data_selector=_rows_at("data"),
+                                      expect=_envelope_problem("meta"))
 
     # -- catalogs and tags -----------------------------------------------------------------------
 
-    def catalog_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    def catalog_pages(self, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``GET /catalogs/bags``: offset/limit; yields (``metaData.totalCount``, rows)."""
         request = Request("GET", "catalogs/bags", params={"orderBy": "id"})
-        yield from self.http.paginate(request, OffsetPaginator(page_size, total_path="metaData.totalCount"),
-                                      data_selector=lambda b: lookup(b, "data"))
+        yield from self._counted(request, TotalOffsetPaginator(page_size, total_path="metaData.totalCount"),
+                                 "data", "metaData.totalCount")
 
-    def item_pages(self, catalog_id: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    def item_pages(self, catalog_id: int, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``GET /catalogs/bags/{id}/items``: offset/limit; yields (``metaData.totalCount``, rows)."""
         request = Request("GET", f"catalogs/bags/{int(catalog_id)}/items")
-        yield from self.http.paginate(request, OffsetPaginator(page_size, total_path="metaData.totalCount"),
-                                      data_selector=lambda b: lookup(b, "data"))
+        yield from self._counted(request, TotalOffsetPaginator(page_size, total_path="metaData.totalCount"),
+                                 "data", "metaData.totalCount")
 
     def tags(self) -> list[dict[str, Any]]:
-        body = self.http.get_json("v4/clients/tags")
-        if not isinstance(body, list):
-            raise MalformedResponse("synerise tags answer is not a list", vendor=S.VENDOR, body=str(body)[:300])
-        return body
+        return self.http.get_json("v4/clients/tags", expect=_list_problem)
 
-    def asset_tag_pages(self, page_size: int) -> Iterator[list[dict[str, Any]]]:
-        """``GET /tags-collector/tags``: 0-based ``page``/``size``, stops at ``pagination.pages``."""
+    def asset_tag_pages(self, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """``GET /tags-collector/tags``: 0-based ``page``/``size``, stops at ``pagination.pages``;
+        yields (``pagination.total``, rows)."""
         request = Request("GET", "tags-collector/tags", params={"size": page_size})
-        paginator = PageNumberPaginator(page_param="page", base_page=0, page_size=page_size,
-                                        total_path="pagination.pages")
-        yield from self.http.paginate(request, paginator, data_selector=lambda b: lookup(b, "data"))
+        paginator = PageNumberPaginator(page_param="page", base_page=0, total_path="pagination.pages")
+        yield from self._counted(request, paginator, "data", "pagination.total", "pagination.pages")
 
     # -- CRM segmentations ------------------------------------------------------------------------
 
     def segmentation_pages(self, segmentation_uuid: str, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """``GET /crm/v1/segmentations/{uuid}/clients``: offset/limit; yields (matching, rows)."""
         request = Request("GET", f"crm/v1/segmentations/{segmentation_uuid}/clients")
-        paginator = OffsetPaginator(page_size, total_path="matching")
-        seen_total: list[int] = []
-
-        def select(body: Any) -> Any:
-            seen_total.append(int(lookup(body, "matching") or 0))
-            return lookup(body, "customers")
-
-        for page in self.http.paginate(request, paginator, data_selector=select):
-            yield seen_total[-1], page
+        yield from self._counted(request, TotalOffsetPaginator(page_size, total_path="matching"),
+                                 "customers", "matching")
 
     # -- analytics ---------------------------------------------------------------------------------
 
-    def analytics_pages(self, kind: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    def analytics_pages(self, kind: str, page_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """Expressions or aggregates definitions: Spring ``page``/``size`` (0-based), stops at
-        ``pagination.totalPages``."""
+        ``pagination.totalPages``; yields (``pagination.totalElements``, rows)."""
         request = Request("GET", f"{S.ANALYTICS}/{kind}", params={"size": page_size})
-        paginator = PageNumberPaginator(page_param="page", base_page=0, page_size=page_size,
-                                        total_path="pagination.totalPages")
-        yield from self.http.paginate(request, paginator, data_selector=lambda b: lookup(b, "content"))
+        paginator = PageNumberPaginator(page_param="page", base_page=0, total_path="pagination.totalPages")
+        yield from self._counted(request, paginator, "content", "pagination.totalElements",
+                                 "pagination.totalPages")
 
     def analytics_projections(self, kind: str) -> list[dict[str, Any]]:
-        body = self.http.get_json(f"{S.ANALYTICS}/{kind}/projections")
-        if not isinstance(body, list):
-            raise MalformedResponse(f"synerise {kind} projections answer is not a list", vendor=S.VENDOR)
-        return body
+        return self.http.get_json(f"{S.ANALYTICS}/{kind}/projections", expect=_list_problem)
 
     def expression_value(self, expression_uuid: str, client_id: int) -> dict[str, Any]:
-        return self.http.get_json(f"{S.ANALYTICS}/expressions/{expression_uuid}/client/{int(client_id)}/calculate")
+        return self.http.get_json(f"{S.ANALYTICS}/expressions/{expression_uuid}/client/{int(client_id)}/calculate",
+                                  expect=_envelope_problem("result"))
 
     def aggregate_value(self, aggregate_uuid: str, client_id: int) -> dict[str, Any]:
         # a read done with POST and no body (A10)
-        return self.http.post_json(f"{S.ANALYTICS}/aggregates/{aggregate_uuid}/client/{int(client_id)}/calculate")
+        return self.http.post_json(f"{S.ANALYTICS}/aggregates/{aggregate_uuid}/client/{int(client_id)}/calculate",
+                                   expect=_envelope_problem("result"))
+
+    def _counted(self, request: Request, paginator: BasePaginator, rows_at: str,
+                 *totals_at: str) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Pages of an envelope that states the list's size: (the first of ``totals_at``, rows).
+        Every page must carry the rows and each stated number (else it is retried: not data)."""
+        counts: list[int] = []
+
+        def problem(body: Any) -> str | None:
+            for path in totals_at:
+                value = lookup(body, path)
+                if not isinstance(value, int) or isinstance(value, bool):
+                    return f"{describe_body(body)} without the number {path}"
+            return None
+
+        def select(body: Any) -> Any:
+            rows = _rows_at(rows_at)(body)
+            if isinstance(rows, list):
+                counts.append(int(lookup(body, totals_at[0])))
+            return rows
+
+        for page in self.http.paginate(request, paginator, data_selector=select, expect=problem):
+            yield counts[-1], page
 
     def close(self) -> None:
         self.http.close()
+
+
+def _rows_at(key: str) -> Any:
+    """The rows under ``key`` of an object body, or ``None`` (not data: retried) when the body
+    has no such list."""
+
+    def select(body: Any) -> Any:
+        return body.get(key) if isinstance(body, dict) else None
+
+    return select
+
+
+def _list_problem(body: Any) -> str | None:
+    return None if isinstance(body, list) else f"{describe_body(body)} where a list was expected"
+
+
+def _server_time_problem(body: Any) -> str | None:
+    if not isinstance(body, dict) or not isinstance(body.get("serverTime"), str):
+        return f"{describe_body(body)} without serverTime"
+    try:
+        iso_to_ms(body["serverTime"])
+    except Unreadable:
+        return "an unreadable serverTime"
+    return None
+
+
+def _number_problem(key: str) -> Any:
+    def problem(body: Any) -> str | None:
+        value = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return f"{describe_body(body)} without the number {key}"
+        return None
+
+    return problem
+
+
+def _envelope_problem(key: str) -> Any:
+    def problem(body: Any) -> str | None:
+        if not isinstance(body, dict) or key not in body:
+            return f"{describe_body(body)} without {key}"
+        return None
+
+    return problem
+
+
+class TotalOffsetPaginator(BasePaginator):
+    """``offset``/``limit`` where only the documented signals end a walk: an empty page, or the
+    offset reaching the list's stated total (``total_path``). A short page is not the end (a
+    server may clamp ``limit`` below the request): the next offset is asked for."""
+
+    def __init__(self, limit: int, *, total_path: str | None = None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.offset = 0
+        self.total_path = total_path
+
+    def init_request(self, request: Request) -> None:
+        request.params = {**(request.params or {}), "offset": self.offset, "limit": self.limit}
+
+    def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
+        self.offset += len(data)
+        total = lookup(body, self.total_path) if self.total_path else None
+        if not data or (isinstance(total, int) and self.offset >= total):
+            self.has_next_page = False
+
+    def update_request(self, request: Request) -> None:
+        request.params = {**(request.params or {}), "offset": self.offset}
 
 
 class _StrictCursor(JSONResponseCursorPaginator):
