@@ -21,7 +21,8 @@ and retrying client:
 A paginator sees each page through ``update_state(response, body, data)`` (``body`` is the parsed
 JSON, ``data`` the rows selected from it), says whether there is another page with
 ``has_next_page`` and changes the request for it in ``update_request``. Paginators that can
-know the end from a short page (``page_size``) stop there instead of asking for an empty page.
+know the end from a short page (``page_size``) stop there instead of asking for an empty page,
+unless told to ``confirm_end`` (an API that may clamp the limit without saying so).
 """
 
 from __future__ import annotations
@@ -154,12 +155,19 @@ class JSONResponseCursorPaginator(BasePaginator):
 
 
 class OffsetPaginator(BasePaginator):
-    """``offset``/``limit`` parameters. Stops on a short page, on an empty page, or when
-    ``offset`` reaches the total found at ``total_path``; ``maximum_offset`` is a hard stop an
-    API imposes (reaching it raises instead of silently truncating)."""
+    """``offset``/``limit`` parameters.
+
+    With ``total_path`` (the API reports how many rows there are) the walk ends when ``offset``
+    reaches that total, or on an empty page; a short page before it does not end it (an API
+    may answer fewer rows than asked for, a clamped limit), and a walk that ended on an empty page
+    short of the total leaves ``short_of_total`` set for the caller to judge. Without a total, a
+    short page ends the walk, unless ``confirm_end``: then only an empty page does (one more
+    request per walk, for APIs that may clamp the limit without saying so). ``maximum_offset``
+    is a hard stop an API imposes (reaching it raises instead of silently truncating)."""
 
     def __init__(self, limit: int, *, offset: int = 0, offset_param: str = "offset", limit_param: str = "limit",
-                 total_path: PathSpec | None = None, maximum_offset: int | None = None) -> None:
+                 total_path: PathSpec | None = None, maximum_offset: int | None = None,
+                 confirm_end: bool = False) -> None:
         super().__init__()
         if limit < 1:
             raise ValueError("limit must be positive")
@@ -169,6 +177,9 @@ class OffsetPaginator(BasePaginator):
         self.limit_param = limit_param
         self.total_path = total_path
         self.maximum_offset = maximum_offset
+        self.confirm_end = confirm_end
+        self.total: int | None = None  # the last total the API reported
+        self.short_of_total = False
 
     def init_request(self, request: Request) -> None:
         _set_param(request, self.offset_param, self.offset)
@@ -177,9 +188,14 @@ class OffsetPaginator(BasePaginator):
     def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
         self.offset += len(data)
         total = lookup(body, self.total_path)
-        if len(data) < self.limit or not data:
+        if total is not None:
+            self.total = int(total)
+        if not data:
             self.has_next_page = False
-        elif total is not None and self.offset >= int(total):
+            self.short_of_total = self.total is not None and self.offset < self.total
+        elif self.total is not None:
+            self.has_next_page = self.offset < self.total
+        elif len(data) < self.limit and not self.confirm_end:
             self.has_next_page = False
         if self.has_next_page and self.maximum_offset is not None and self.offset >= self.maximum_offset:
             raise MalformedResponse(
@@ -192,24 +208,26 @@ class OffsetPaginator(BasePaginator):
 
 
 class PageNumberPaginator(BasePaginator):
-    """A page-number parameter starting at ``base_page``. Stops on a short or empty page
-    (``page_size``), or after ``total_path`` pages."""
+    """A page-number parameter starting at ``base_page``. Stops on an empty page, after
+    ``total_path`` pages, or on a page shorter than ``page_size`` (unless ``confirm_end``: then
+    only an empty page or the page count ends it)."""
 
     def __init__(self, *, page_param: str = "page", base_page: int = 0, page_size: int | None = None,
-                 total_path: PathSpec | None = None) -> None:
+                 total_path: PathSpec | None = None, confirm_end: bool = False) -> None:
         super().__init__()
         self.page_param = page_param
         self.page = base_page
         self.base_page = base_page
         self.page_size = page_size
         self.total_path = total_path
+        self.confirm_end = confirm_end
 
     def init_request(self, request: Request) -> None:
         _set_param(request, self.page_param, self.page)
 
     def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
         total_pages = lookup(body, self.total_path)
-        if not data or (self.page_size is not None and len(data) < self.page_size):
+        if not data or (self.page_size is not None and len(data) < self.page_size and not self.confirm_end):
             self.has_next_page = False
         elif total_pages is not None and self.page + 1 - self.base_page >= int(total_pages):
             self.has_next_page = False
@@ -225,11 +243,13 @@ class KeysetPaginator(BasePaginator):
     ``key_of(row)`` returns the row's position (e.g. ``(cursor value, primary key)``, unique and
     strictly increasing in the requested order); ``apply(request, position)`` rewrites the request
     to read the page after ``position`` (``None``: the first page). A page shorter than
-    ``page_size`` is the last."""
+    ``page_size`` is the last, unless ``confirm_end`` (for an API that may clamp the limit
+    without saying so): then only an empty page is, at the cost of one more request per walk."""
 
     def __init__(self, page_size: int, key_of: Callable[[Any], Any],
-                 apply: Callable[[Request, Any], None]) -> None:
+                 apply: Callable[[Request, Any], None], *, confirm_end: bool = False) -> None:
         super().__init__()
+        self.confirm_end = confirm_end
         self.page_size = page_size
         self.key_of = key_of
         self.apply = apply
@@ -239,7 +259,7 @@ class KeysetPaginator(BasePaginator):
         self.apply(request, None)
 
     def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
-        if len(data) < self.page_size:
+        if not data or (len(data) < self.page_size and not self.confirm_end):
             self.has_next_page = False
             return
         position = self.key_of(data[-1])

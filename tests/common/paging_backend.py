@@ -22,6 +22,10 @@ class PagingBackend:
 
     def __init__(self, n: int = 95) -> None:
         self.items = [{"id": i, "name": f"item {i}"} for i in range(1, n + 1)]
+        self.max_limit: int | None = None  # configure(max_limit=N): clamp page sizes without saying so
+
+    def _limit(self, asked: int) -> int:
+        return asked if self.max_limit is None else min(asked, self.max_limit)
 
     def _auth(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {API_KEY}":
@@ -48,14 +52,15 @@ class PagingBackend:
         ]
 
     def _offset(self, r: Request) -> Response:
-        off, lim = int(r.query_params.get("offset", 0)), int(r.query_params.get("limit", 10))
+        off, lim = int(r.query_params.get("offset", 0)), self._limit(int(r.query_params.get("limit", 10)))
         return json_response({"data": self.items[off : off + lim], "total": len(self.items)})
 
     def _pages(self, r: Request) -> Response:
         page, size = int(r.query_params.get("page", 1)), int(r.query_params.get("size", 10))
+        served = self._limit(size)
         if page < 1:
             return text_response("page must be >= 1", 400)
-        return json_response(self.items[(page - 1) * size : page * size])
+        return json_response(self.items[(page - 1) * size : (page - 1) * size + served])
 
     def _cursor(self, r: Request) -> Response:
         start = int(r.query_params.get("token", "0") or 0)
@@ -77,7 +82,7 @@ class PagingBackend:
         return response
 
     def _keyset(self, r: Request) -> Response:
-        after, lim = int(r.query_params.get("after", 0)), int(r.query_params.get("limit", 10))
+        after, lim = int(r.query_params.get("after", 0)), self._limit(int(r.query_params.get("limit", 10)))
         return json_response([i for i in self.items if i["id"] > after][:lim])
 
     def state(self) -> dict[str, int]:
@@ -97,7 +102,9 @@ class PagingBackend:
 
     def configure(self, options: dict[str, Any]) -> dict[str, Any]:
         # hostile mode has no vendor-specific bad days here: the harness's wire-level ones only
-        unknown = set(options) - {"hostile", "hostile_seed"}
+        unknown = set(options) - {"hostile", "hostile_seed", "max_limit"}
         if unknown:
             raise MutationError(f"unknown options {sorted(unknown)}")
-        return {}
+        if "max_limit" in options:
+            self.max_limit = options["max_limit"]
+        return {"max_limit": self.max_limit}

@@ -88,3 +88,42 @@ def test_lookup():
     assert lookup(body, "meta.missing.next") is None
     assert lookup(body, "rows.0.a") == 1
     assert lookup(body, lambda b: len(b["rows"])) == 1
+
+
+# -- an API that answers fewer rows than asked for (a clamped limit) -------------------------------
+
+
+def test_a_clamped_limit_with_a_total_reads_everything(paging, paging_ctl):
+    paging_ctl.configure(max_limit=7)
+    paginator = OffsetPaginator(limit=10, total_path="total")
+    assert walk(paging, Request(url="offset"), paginator, lambda b: b["data"]) == list(range(1, N + 1))
+    assert not paginator.short_of_total and paginator.total == N
+
+
+def test_a_clamped_limit_without_a_total_ends_early_unless_the_end_is_confirmed(paging, paging_ctl):
+    paging_ctl.configure(max_limit=7)
+    # the short-page rule alone takes the first clamped page for the last one
+    assert walk(paging, Request(url="offset"), OffsetPaginator(limit=10), lambda b: b["data"]) == list(range(1, 8))
+    assert walk(paging, Request(url="offset"), OffsetPaginator(limit=10, confirm_end=True),
+                lambda b: b["data"]) == list(range(1, N + 1))
+    assert walk(paging, Request(url="pages", params={"size": 10}),
+                PageNumberPaginator(base_page=1, page_size=10, confirm_end=True)) == [
+        i for p in range(10) for i in range(p * 10 + 1, min(p * 10 + 8, N + 1))]  # 7 of every 10: what was served
+
+    def apply(request: Request, position: Any) -> None:
+        request.url = "keyset"
+        request.params = {"limit": 10, **({"after": position} if position is not None else {})}
+
+    assert walk(paging, Request(), KeysetPaginator(10, lambda row: row["id"], apply)) == list(range(1, 8))
+    paging_ctl.clear_requests()
+    assert walk(paging, Request(), KeysetPaginator(10, lambda row: row["id"], apply, confirm_end=True)) == list(
+        range(1, N + 1))
+    assert api_requests(paging_ctl) == 15  # 14 clamped pages and one empty page confirming the end
+
+
+def test_an_offset_walk_that_ends_short_of_its_total_says_so(paging, paging_ctl):
+    paging_ctl.add_faults([{"path": "^/api/offset.*offset=50", "actions": [{"status": 200, "json": {"data": [],
+                                                                                                   "total": N}}]}])
+    paginator = OffsetPaginator(limit=10, total_path="total")
+    assert walk(paging, Request(url="offset"), paginator, lambda b: b["data"]) == list(range(1, 51))
+    assert paginator.short_of_total and paginator.total == N
