@@ -205,6 +205,11 @@ class LyticsBackend:
                     self._faults_used.pop(k, None)
             return dict(self.options)
 
+    def unauthorized_response(self) -> tuple[int, dict[str, str], bytes]:
+        """A revoked token (harness ``revoke_after``): Lytics' 401 envelope (contract §11.1)."""
+        return 401, {"Content-Type": "application/json"}, orjson.dumps(
+            {"data": None, "message": "Not authorized", "status": 401})
+
     def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
         """Lytics' 429 (contract §2.3, §11.10): the error envelope, no ``Retry-After``."""
         return 429, {"Content-Type": "application/json"}, orjson.dumps({"status": 429, "message": "Too Many Requests"})
