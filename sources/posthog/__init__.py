@@ -49,7 +49,8 @@ from sources.common.progress import ProgressLog, record_requests
 from sources.common.window import RowCount, Window
 
 from . import settings as S
-from .client import PostHogClient, cursor_text, iso_to_us, parse_start, project_days, us_to_iso, windows
+from .keys import KeySet
+from .client import IncompleteRead, PostHogClient, cursor_text, iso_to_us, parse_start, project_days, us_to_iso, windows
 
 __all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day",
            "BACKFILL_RESOURCES"]
@@ -87,11 +88,26 @@ def read_events_window(api: PostHogClient, project_id: int, start_us: int, end_u
                        page_size: int = S.DEFAULT_EVENTS_PAGE_SIZE,
                        window_hours: int = S.MAX_WINDOW_HOURS,
                        workers: int = 1) -> Iterator[list[dict[str, Any]]]:
-    """Every event of a project with ``start <= timestamp < end``: the range is cut into windows
-    of at most ``window_hours`` read by up to ``workers`` threads; no state is read or written."""
+    """Every event of a project with ``start <= timestamp < end``, each ``uuid`` once: the range is
+    cut into windows of at most ``window_hours`` read by up to ``workers`` threads; no state is
+    read or written. A read that ends short of PostHog's ``count()`` of the range (asked first)
+    raises :class:`~sources.posthog.client.IncompleteRead` after the last page."""
     tasks = [_window_task(api, project_id, a, b, page_size)
              for a, b in windows(start_us, end_us, window_hours * HOUR_US)]
-    yield from concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}")
+    if not tasks:
+        return
+    expected = api.count_events(project_id, start_us, end_us)
+    uuids = KeySet()
+    repeats = 0
+    for page in concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}"):
+        first = uuids.first_seen([row["uuid"] for row in page])
+        if first is not None:
+            repeats += first.count(False)
+            page = [row for row, new in zip(page, first, strict=True) if new]
+        if page:
+            yield page
+    _check_counts({project_id: (expected, start_us, end_us)}, {project_id: len(uuids)})
+    _warn_repeats({project_id: repeats})
 
 
 def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day_end_us: int, *,
@@ -139,7 +155,7 @@ class _Projects:
         if self.configured:
             for pid in self.configured:
                 try:
-                    reachable.append(api.get(f"api/projects/{int(pid)}/"))
+                    reachable.append(api.get(f"api/projects/{int(pid)}/", expect=_project_problem))
                 except RequestRejected as exc:
                     if exc.status == 404:
                         raise ConfigurationError(
@@ -151,7 +167,7 @@ class _Projects:
         for project in api.projects():
             pid = project.get("id")
             try:
-                reachable.append(api.get(f"api/projects/{int(pid)}/"))
+                reachable.append(api.get(f"api/projects/{int(pid)}/", expect=_project_problem))
             except AuthError as exc:
                 if exc.status != 403:
                     raise
@@ -288,6 +304,7 @@ def posthog_source(
             now_us = int(time.time() * US)
             queries_before = api.queries
             cursors: dict[int, tuple[LookbackCursor, int | None, str, int]] = {}
+            expected: dict[int, tuple[int, int, int]] = {}
             tasks_by_project: list[list[Callable[[], Iterator[list[dict]]]]] = []
             for project in projects:
                 pid = int(project["id"])
@@ -312,24 +329,29 @@ def posthog_source(
                 end = planned[-1][1]
                 cur.set_floor(us_to_iso(end))
                 cursors[pid] = (cur, end, mode, len(planned))
+                # PostHog's own count of the range's distinct events, taken before it is read: a
+                # read that ends short of it is not complete (events only arrive)
+                expected[pid] = (api.count_events(pid, planned[0][0], end), planned[0][0], end)
                 tasks_by_project.append([_window_task(api, pid, a, b, int(events_page_size)) for a, b in planned])
             # interleave projects so every project's three query slots are used at once
             tasks = [t for group in _round_robin(tasks_by_project) for t in group]
             workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
             pages = concurrent_pages(tasks, workers, name="posthog-events")
+            uuids = {pid: KeySet() for pid in cursors}
+            repeats = dict.fromkeys(cursors, 0)
 
             def admitted() -> Iterator[list[dict[str, Any]]]:
                 for page in pages:
-                    keep = []
-                    cur = cursors[page[0]["project_id"]][0]
-                    previous = None
-                    for row in page:
-                        key = (row["timestamp"], row["uuid"])
-                        if key == previous:  # one event stored twice (copies not yet merged): once
-                            continue
-                        previous = key
-                        if cur.admit(str(row["uuid"]), cursor_text(str(row["timestamp"])), row):
-                            keep.append(row)
+                    pid = page[0]["project_id"]
+                    cur = cursors[pid][0]
+                    # each uuid once per run: ClickHouse returns an event stored twice as two rows
+                    # until it merges them, not always side by side (the copies' timestamps may
+                    # differ); the first copy read is the one loaded
+                    first = uuids[pid].first_seen([row["uuid"] for row in page])
+                    if first is not None:
+                        repeats[pid] += first.count(False)
+                        page = [row for row, new in zip(page, first, strict=True) if new]
+                    keep = [row for row in page if cur.admit(row["uuid"], cursor_text(row["timestamp"]), row)]
                     progress.update(len(page), len(keep))
                     if keep:
                         yield keep
@@ -339,11 +361,13 @@ def posthog_source(
                 page = S.EVENTS.to_arrow(batch)
                 if first:
                     # each event once per run: the windows are disjoint, each is walked on the
-                    # strictly increasing (timestamp, uuid) keyset and repeats within a page are
-                    # dropped above, so the merge can skip dlt's de-duplication of the staging
-                    # table (a window function that needs memory in proportion to the whole load)
+                    # strictly increasing (timestamp, uuid) keyset and every uuid read before in
+                    # this run is dropped above, so the merge can skip dlt's de-duplication of the
+                    # staging table (a window function that needs memory in proportion to the load)
                     page, first = merge_run_hints(page, unique_in_run=True), False
                 yield page
+            _check_counts(expected, {pid: len(keys) for pid, keys in uuids.items()})
+            _warn_repeats(repeats)
             for cur, end, mode, n_windows in cursors.values():
                 cur.commit(us_to_iso(end) if end is not None else None, mode=mode, windows=n_windows)
             _note_unreachable(state, unreachable)
@@ -459,7 +483,8 @@ def posthog_source(
 
             def walk(pid: int) -> Callable[[], Iterator[list[dict]]]:
                 def pages() -> Iterator[list[dict]]:
-                    for page in api.walk(f"api/projects/{pid}/persons/", {"limit": int(persons_page_size)}):
+                    for page in api.walk(f"api/projects/{pid}/persons/", {"limit": int(persons_page_size)},
+                                         key="uuid", total=True):
                         yield [_person(row, pid) for row in page]
                 return pages
 
@@ -487,10 +512,11 @@ def posthog_source(
                                          {"type": kind, "limit": int(page_size)}):
                         yield [{**r, "project_id": pid, "definition_type": kind} for r in page]
             elif table == "groups":
-                types = api.get(f"api/projects/{pid}/groups_types/")
-                for t in types if isinstance(types, list) else []:
+                types = api.get(f"api/projects/{pid}/groups_types/", expect=_group_types_problem)
+                for t in types:
                     index = t.get("group_type_index")
-                    for page in api.walk(f"api/projects/{pid}/groups/", {"group_type_index": index}):
+                    for page in api.walk(f"api/projects/{pid}/groups/", {"group_type_index": index},
+                                         key="group_key"):
                         yield [{**r, "project_id": pid, "group_type": t.get("group_type")} for r in page]
             else:
                 path, extra = S.OBJECT_ENDPOINTS[table]
@@ -583,3 +609,34 @@ def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> It
         progress.update(len(page), len(page))
         yield page
 
+
+
+def _check_counts(expected: dict[int, tuple[int, int, int]], read: dict[int, int]) -> None:
+    """Each project's distinct events read against PostHog's count of the same range (taken
+    before the read): fewer is a short read, and the resource fails before its cursor moves."""
+    short = {pid: (n, read.get(pid, 0), a, b) for pid, (n, a, b) in expected.items() if read.get(pid, 0) < n}
+    if short:
+        pid, (n, got, a, b) = next(iter(short.items()))
+        raise IncompleteRead(
+            f"posthog project {pid}: read {got:,} distinct events in [{us_to_iso(a)}, {us_to_iso(b)}) but PostHog counted "
+            f"{n:,} there before the read" + (f" (and {len(short) - 1} more projects short)" if len(short) > 1 else "")
+            + "; nothing of this run is committed, rerun", vendor=S.VENDOR)
+
+
+def _warn_repeats(repeats: dict[int, int]) -> None:
+    total = sum(repeats.values())
+    if total:
+        logger.warning("posthog: %s event(s) came back more than once in this run (copies ClickHouse has not "
+                       "merged yet); each uuid was loaded once, the first copy read", f"{total:,}")
+
+
+def _project_problem(body: Any) -> str | None:
+    if not isinstance(body, dict) or "id" not in body:
+        return "a body without a project id where a project was expected"
+    return None
+
+
+def _group_types_problem(body: Any) -> str | None:
+    if not isinstance(body, list) or not all(isinstance(t, dict) for t in body):
+        return "a body that is not the list of group types"
+    return None

@@ -29,17 +29,19 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 
-from sources.common.errors import ConfigurationError, MalformedResponse
-from sources.common.http import HttpClient, Request, RetryPolicy
+from sources.common.errors import AuthError, ConfigurationError, MalformedResponse
+from sources.common.http import HttpClient, Request, RetryPolicy, describe_body
 from sources.common.paginators import JSONLinkPaginator
 from sources.common.redact import register_secret
 
+from .keys import KeySet
 from .settings import EVENT_COLUMNS, MAX_QUERY_CONCURRENCY, MAX_QUERY_ROWS, VENDOR
 
 logger = logging.getLogger("cdp_sync.posthog")
@@ -63,18 +65,27 @@ SUMMARY_SQL = (
     "GROUP BY day, event ORDER BY day, event LIMIT {limit}"
 )
 BOUNDS_SQL = "SELECT count() AS events, min(timestamp) AS first FROM events"
+COUNT_SQL = ("SELECT count(DISTINCT uuid) AS events FROM events "
+             "WHERE timestamp >= toDateTime({start}) AND timestamp < toDateTime({end})")
 
 
-def retry_hint(response: httpx.Response) -> float | None:
-    """Seconds PostHog asks to wait in a 429's ``detail`` (it sends no ``Retry-After``)."""
+def retry_after_hint(response: httpx.Response) -> float | None:
+    """Seconds PostHog asks to wait in a 429's ``detail`` (it sends no ``Retry-After``):
+    ``Request was throttled. Expected available in 12 seconds.``; ``None`` for any other answer
+    (a concurrency 429 names no wait). Handed to the shared client as ``retry_after_hint``."""
     if response.status_code != 429:
         return None
     try:
-        detail = orjson.loads(response.content).get("detail", "")
-    except (orjson.JSONDecodeError, AttributeError):
+        body = orjson.loads(response.content)
+        detail = body.get("detail", "") if isinstance(body, dict) else ""
+    except orjson.JSONDecodeError:
         detail = response.text[:500]
     m = _WAIT.search(str(detail))
     return float(m.group(1)) if m else None
+
+
+#: the earlier name, kept for callers of the previous release
+retry_hint = retry_after_hint
 
 
 def us_to_iso(us: int) -> str:
@@ -136,8 +147,18 @@ _QUERY_SLOTS: dict[tuple[str, int, int], threading.BoundedSemaphore] = {}
 _QUERY_SLOTS_LOCK = threading.Lock()
 
 
+class IncompleteRead(MalformedResponse):
+    """A read that ended short of the count PostHog itself reports for it (a HogQL ``count()``
+    over the same range, a list's ``count``): not complete, so nothing of it is committed."""
+
+
 class PostHogClient:
-    """One PostHog host over one ``httpx.Client`` (thread-safe; shared by the run's resources)."""
+    """One PostHog host over one ``httpx.Client`` (thread-safe; shared by the run's resources).
+
+    **A refused key stops the whole client.** The first 401 any request meets marks the client
+    stopped: every other thread of the run that is waiting (out a 429's stated wait, a backoff, a
+    hold while throttled, a free query slot) or about to send raises the same error at once, so
+    the run ends with one line instead of finishing every other window's retries first."""
 
     def __init__(
         self,
@@ -171,6 +192,8 @@ class PostHogClient:
         self.query_concurrency = query_concurrency
         self._lock = threading.Lock()
         self.queries = 0
+        self._stopped = threading.Event()
+        self._stop_error: AuthError | None = None
         self.http = HttpClient(
             VENDOR,
             base_url.rstrip("/") + "/",
@@ -179,23 +202,117 @@ class PostHogClient:
             timeout=timeout,
             max_connections=max_connections,
             retry=retry or RetryPolicy(),
-            retry_after_hint=retry_hint,
+            retry_after_hint=retry_after_hint,
+            sleep=self._sleep,
         )
+
+    # -- a refused key stops every thread ---------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        """The shared client's sleep (retries, throttle waits, holds): cut short by a stop."""
+        if self._stopped.wait(max(0.0, float(seconds))):
+            raise self._stop_copy()
+
+    def _stop_copy(self) -> AuthError:
+        e = self._stop_error
+        assert e is not None
+        return AuthError(e.message, vendor=e.vendor, method=e.method, url=e.url, status=e.status,
+                         body=e.body_excerpt)
+
+    def stop(self, error: AuthError) -> None:
+        """Stop every request of this client with ``error`` (the first one wins)."""
+        with self._lock:
+            if self._stop_error is None:
+                self._stop_error = error
+        self._stopped.set()
+
+    def _send(self, request: Request, expect: Callable[[Any], str | None] | None = None) -> tuple[httpx.Response, Any]:
+        if self._stopped.is_set():
+            raise self._stop_copy()
+        try:
+            return self.http.send(request, expect=expect)
+        except AuthError as exc:
+            if exc.status == 401:
+                self.stop(exc)
+            raise
 
     # -- lists -------------------------------------------------------------------------------
 
     def check(self) -> dict[str, Any]:
         """One cheap request: the first page of projects the key can read."""
-        return self.http.get_json("api/projects/", params={"limit": 100})
+        return self._send(Request("GET", "api/projects/", params={"limit": 100}), _list_problem)[1]
 
-    def walk(self, path: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Every page of a list endpoint, following ``next`` (style A, B or D)."""
-        paginator = SameHostLink(self.http.base_url)
-        request = Request("GET", path, params=dict(params or {}))
-        yield from self.http.paginate(request, paginator, _results)
+    def walk(self, path: str, params: dict[str, Any] | None = None, *, key: str = "id",
+             total: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """Every row of a list endpoint once, following ``next`` (styles A, B and D).
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return self.http.get_json(path, params=params)
+        Only a page without ``next`` ends the walk; a 200 that is not a page (no ``results``
+        list, no ``next`` key) is retried, then an error. Offset lists (a ``next`` carrying
+        ``offset``) move under a walk: a row deleted (or merged) on an earlier page shifts every
+        later row one place up, so the row at the page boundary would never be read. So each page
+        after the first is asked from one row before where ``next`` points and must start on a
+        row already read (by ``key``); rows added in front only push read rows into the page.
+        A page that starts on an unread row means the list shifted: the walk steps back a page
+        and reads again. A row is yielded once per walk. ``total`` asks a list whose ``count`` is optional (persons) for it
+        at the start and the end; a walk that read fewer distinct rows than both counts raises
+        :class:`IncompleteRead` (a DRF list reports ``count`` on every page)."""
+        request = Request("GET", path, params={**(params or {}), **({"include_total": "true"} if total else {})})
+        link = SameHostLink(self.http.base_url)
+        seen = KeySet()
+        counts: list[int] = []
+        steps = shifts = 0
+        while True:
+            steps += 1
+            response, body = self._send(request, _list_problem)
+            rows = _results(body)
+            if isinstance(body, dict) and isinstance(body.get("count"), int):
+                counts.append(body["count"])
+            offset = _offset(response.request.url)
+            keys = [r.get(key) if isinstance(r, dict) else None for r in rows]
+            if offset and len(seen) and not (keys and keys[0] in seen):
+                # the page does not start on a row already read: rows before it may have been
+                # deleted or merged, shifting an unread row in front of the page; step back
+                shifts += 1
+                if shifts > MAX_LIST_SHIFTS:
+                    raise MalformedResponse(
+                        f"posthog list {path} kept shifting under the walk ({shifts} times); rerun",
+                        vendor=VENDOR, method="GET", url=str(response.request.url))
+                if shifts == 1:
+                    logger.warning("posthog: %s shifted while it was read (rows deleted or merged on an earlier "
+                                   "page); stepping back to re-read the page boundary", path)
+                back = _limit(response.request.url) or max(1, len(rows))
+                request.url = _with_offset(str(response.request.url), offset - back)
+                request.params = None
+                continue
+            fresh = [r for r, k in zip(rows, keys, strict=True) if seen.add(k) or k is None]
+            if fresh:
+                yield fresh
+            link.update_state(response, body, rows)
+            if not link.has_next_page:
+                break
+            if steps > MAX_LIST_PAGES:
+                raise MalformedResponse(f"posthog list {path} did not end after {MAX_LIST_PAGES} pages",
+                                        vendor=VENDOR, method="GET", url=str(response.request.url))
+            link.update_request(request)
+            nxt = _offset(httpx.URL(request.url))
+            if nxt:  # one row of overlap: the anchor
+                request.url = _with_offset(request.url, nxt - 1)
+            if total:
+                request.url = str(httpx.URL(request.url).copy_remove_param("include_total"))
+        if total:
+            _, body = self._send(Request("GET", path, params={**(params or {}), "limit": 1,
+                                                              "include_total": "true"}), _list_problem)
+            if isinstance(body, dict) and isinstance(body.get("count"), int):
+                counts.append(body["count"])
+        if counts and len(seen) < min(counts[0], counts[-1]):
+            raise IncompleteRead(
+                f"posthog list {path} ended after {len(seen):,} rows but PostHog counts "
+                f"{counts[0]:,} at the start and {counts[-1]:,} at the end of the walk; nothing of it "
+                "is committed, rerun", vendor=VENDOR, method="GET", url=path)
+
+    def get(self, path: str, params: dict[str, Any] | None = None,
+            expect: Callable[[Any], str | None] | None = None) -> Any:
+        return self._send(Request("GET", path, params=params), expect)[1]
 
     def projects(self) -> list[dict[str, Any]]:
         return [p for page in self.walk("api/projects/", {"limit": 100}) for p in page]
@@ -212,46 +329,56 @@ class PostHogClient:
 
     def query(self, project_id: int, sql: str, values: dict[str, Any], name: str) -> dict[str, Any]:
         """Run one HogQL query (fresh, never from PostHog's cache); at most ``query_concurrency``
-        of this project's queries are in flight at once across the whole process."""
+        of this project's queries are in flight at once across the whole process. A 200 without
+        ``columns`` and ``results`` (or with a row that does not match the columns) is retried,
+        then an error naming the request and the body."""
         body = {
             "query": {"kind": "HogQLQuery", "query": sql, "values": values},
             "name": name,
             "refresh": "force_blocking",
             "client_query_id": f"cdp-sync-{uuid.uuid4()}",
         }
-        with self._slot(project_id):
-            _, data = self.http.send(Request("POST", f"api/projects/{project_id}/query/", json=body))
+        slot = self._slot(project_id)
+        while not slot.acquire(timeout=0.5):
+            if self._stopped.is_set():
+                raise self._stop_copy()
+        try:
+            _, data = self._send(Request("POST", f"api/projects/{project_id}/query/", json=body), _query_problem)
+        finally:
+            slot.release()
         with self._lock:
             self.queries += 1
-        if not isinstance(data, dict) or not isinstance(data.get("results"), list) \
-                or not isinstance(data.get("columns"), list):
-            raise MalformedResponse(
-                f"posthog answered a query without columns and results (project {project_id}, {name})",
-                vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:500],
-            )
         return data
 
     @staticmethod
     def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+        """The positional ``results`` as dicts (checked against ``columns`` when received)."""
         columns = data["columns"]
-        out = []
-        for r in data["results"]:
-            if not isinstance(r, list) or len(r) != len(columns):
-                raise MalformedResponse("posthog query results do not match their columns", vendor=VENDOR)
-            out.append(dict(zip(columns, r, strict=True)))
-        return out
+        return [dict(zip(columns, r, strict=True)) for r in data["results"]]
 
     def event_bounds(self, project_id: int) -> tuple[int, int | None]:
         """(number of events, microseconds of the first event or ``None``)."""
         data = self.query(project_id, BOUNDS_SQL, {}, "cdp_sync_event_bounds")
         rows = self.rows(data)
-        if not rows:
-            return 0, None
+        if len(rows) != 1:
+            raise MalformedResponse(f"posthog answered {len(rows)} rows to an aggregate of one row "
+                                    f"(project {project_id})", vendor=VENDOR, url=f"api/projects/{project_id}/query/")
         count = int(rows[0].get("events") or 0)
         first = rows[0].get("first")
         if not count or not first:
             return 0, None
         return count, iso_to_us(first)
+
+    def count_events(self, project_id: int, start_us: int, end_us: int) -> int:
+        """PostHog's own count of the distinct events (``uuid``) with ``start <= timestamp < end``
+        (distinct: copies of one event ClickHouse has not merged count once, as they load once)."""
+        data = self.query(project_id, COUNT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
+                          "cdp_sync_event_count")
+        rows = self.rows(data)
+        if len(rows) != 1 or not isinstance(rows[0].get("events"), (int, str)):
+            raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() (project {project_id})",
+                                    vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:300])
+        return int(rows[0]["events"])
 
     def events_window(self, project_id: int, start_us: int, end_us: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """Every event with ``start <= timestamp < end``, ascending on ``(timestamp, uuid)``, in
@@ -275,7 +402,7 @@ class PostHogClient:
             if missing:
                 raise MalformedResponse(f"posthog events query returned no {', '.join(missing)}", vendor=VENDOR)
             page = self.rows(data)
-            applied = int(data.get("limit") or page_size)
+            applied = _applied_limit(data, page_size)
             loads = orjson.loads
             for row in page:
                 props = row["properties"]
@@ -318,7 +445,7 @@ class PostHogClient:
                     )
             if page:
                 yield page
-            applied = int(data.get("limit") or page_size)
+            applied = _applied_limit(data, page_size)
             if len(page) < min(page_size, applied):
                 return
             days = {r["day"] for r in page}
@@ -330,11 +457,73 @@ class PostHogClient:
         self.http.close()
 
 
+#: a walk steps back at most this often (each step: one re-read page) before it gives up
+MAX_LIST_SHIFTS = 50
+#: pages of one list walk at most (a list whose ``next`` never ends is an error, not a hang)
+MAX_LIST_PAGES = 1_000_000
+
+
 def _results(body: Any) -> Any:
     """Rows of a list page: ``results`` of an envelope, or a bare list (group types)."""
     if isinstance(body, dict):
         return body.get("results")
     return body
+
+
+def _list_problem(body: Any) -> str | None:
+    """What is wrong with a list page (``None``: it is one): the documented envelope is an object
+    with a ``results`` list and a ``next`` key (``null`` at the end)."""
+    if not isinstance(body, dict):
+        return f"{describe_body(body)} where a page of a list was expected"
+    if not isinstance(body.get("results"), list):
+        return f"{describe_body(body)} and no list of results"
+    if "next" not in body:
+        return f"{describe_body(body)} and no next key"
+    return None
+
+
+def _query_problem(body: Any) -> str | None:
+    """What is wrong with a HogQL answer (``None``: it is one): ``columns`` and positional
+    ``results`` rows as long as ``columns``."""
+    if not isinstance(body, dict):
+        return f"{describe_body(body)} where a query result was expected"
+    columns, results = body.get("columns"), body.get("results")
+    if not isinstance(columns, list) or not isinstance(results, list):
+        return f"{describe_body(body)} and no columns and results"
+    n = len(columns)
+    for r in results:
+        if not isinstance(r, list) or len(r) != n:
+            return f"a result row that does not match its {n} columns"
+    return None
+
+
+def _applied_limit(data: dict[str, Any], asked: int) -> int:
+    """The LIMIT the server applied (it reports it as ``limit``; a clamp shows there)."""
+    try:
+        applied = int(data.get("limit") or asked)
+    except (TypeError, ValueError):
+        return asked
+    return applied if applied > 0 else asked
+
+
+def _offset(url: httpx.URL) -> int | None:
+    raw = url.params.get("offset")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _limit(url: httpx.URL) -> int | None:
+    raw = url.params.get("limit")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _with_offset(url: str, offset: int) -> str:
+    return str(httpx.URL(url).copy_set_param("offset", str(max(0, int(offset)))))
 
 
 def windows(start_us: int, end_us: int, size_us: int) -> list[tuple[int, int]]:
@@ -393,5 +582,5 @@ def parse_start(value: Any) -> int:
     return _pendulum_us(parsed)
 
 
-__all__ = ["PostHogClient", "retry_hint", "windows", "project_days", "us_to_iso", "iso_to_us", "parse_start",
+__all__ = ["PostHogClient", "IncompleteRead", "retry_after_hint", "retry_hint", "windows", "project_days", "us_to_iso", "iso_to_us", "parse_start",
            "cursor_text"]
