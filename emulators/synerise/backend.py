@@ -31,6 +31,7 @@ import base64
 import hashlib
 import hmac
 import math
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -104,7 +105,8 @@ class SyneriseBackend:
 
     def __init__(self, seed: int = 1, scale: int = 1000, *, token_ttl_s: float = 3600.0, rate_limit_per_s: float = 0.0,
                  denied_permissions: list[str] | None = None, export_ttl_s: float = 7200.0,
-                 horizon_hours: float = 6.0, start_ms: int | None = None) -> None:
+                 horizon_hours: float = 6.0, start_ms: int | None = None, hostile: Any = 0,
+                 hostile_seed: Any = None, hostile_odds: float = 0.2) -> None:
         self.ws = Workspace(seed, scale, start_ms=start_ms)
         self.seed = seed
         self.api_key = uuid_from(derive_seed(seed, "synerise-api-key"), 1)
@@ -118,7 +120,13 @@ class SyneriseBackend:
             "denied_permissions": list(denied_permissions or []),
             "export_ttl_s": float(export_ttl_s),
             "horizon_hours": float(horizon_hours),
+            "hostile": 1.0 if hostile and str(hostile) not in ("0", "false", "False") else 0.0,
+            "hostile_seed": hostile_seed,
+            "hostile_odds": float(hostile_odds),
         }
+        self._hostile_random = random.Random(f"synerise-hostile:{hostile_seed}")
+        self._hostile_lock = threading.Lock()
+        self.hostile_log: list[dict[str, Any]] = []
         self._revoked_before_ms = 0
         self._tokens_issued = 0
         self._bucket = (float("inf"), time.monotonic())  # starts full (clamped to the rate)
@@ -163,6 +171,65 @@ class SyneriseBackend:
         if claims.get("ctd", 0) < self._revoked_before_ms:
             raise Problem(401, "Token expired")
         return claims
+
+    # ------------------------------------------------------------------ hostile mode
+
+    @property
+    def hostile(self) -> bool:
+        return bool(self.options["hostile"])
+
+    def _bad_day(self, kind: str, **detail: Any) -> bool:
+        """Whether this request gets the vendor bad day ``kind`` (seeded, at ``hostile_odds``);
+        each one taken is kept in ``hostile_log`` (``GET /_emulator/tables/hostile_log``)."""
+        if not self.hostile:
+            return False
+        with self._hostile_lock:
+            if self._hostile_random.random() >= self.options["hostile_odds"]:
+                return False
+            self.hostile_log.append({"kind": kind, "at_ms": self.ws.clock.now_ms(), **detail})
+            return True
+
+    def _hostile_pick(self, n: int) -> int:
+        with self._hostile_lock:
+            return self._hostile_random.randrange(n)
+
+    def _clamped(self, size: int, cap: int) -> int:
+        """Hostile: a page size above ``cap`` is served as ``cap``, silently (maxima the contract
+        leaves unknown; a client must not take the short page for the end)."""
+        return min(size, cap) if self.hostile else size
+
+    def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
+        """The 429 the harness sends in hostile mode: family A (the gateway's shape; the contract
+        documents no 429 body), ``Retry-After`` as the invented limiter sends it."""
+        now = self.ws.clock.now_ms()
+        body = {"timestamp": _stamp(now), "status": 429, "error": "Too Many Requests",
+                "message": "Too many requests; slow down", "path": "/"}
+        return 429, {"content-type": "application/json", "Retry-After": "1"}, orjson.dumps(body)
+
+    def unauthorized_response(self) -> tuple[int, dict[str, str], bytes]:
+        now = self.ws.clock.now_ms()
+        body = {"timestamp": _stamp(now), "status": 401, "error": "Unauthorized", "message": "Token expired",
+                "path": "/"}
+        return 401, {"content-type": "application/json"}, orjson.dumps(body)
+
+    def _hostile_modify(self, ids: Any, start: int) -> None:
+        """Hostile: a profile not yet served in this walk (position >= ``start``) is modified
+        right now, so in an order by ``lastActivityDate`` it moves to the end and every profile
+        between shifts back by one (a walk by index skips one unless it reads again)."""
+        if start >= len(ids) or not self._bad_day("profile_modified_mid_walk"):
+            return
+        cid = int(ids[start + self._hostile_pick(len(ids) - start)])
+        from .mutations import modify_profile
+
+        modify_profile(self, cid, strictly_latest=True)
+        self.hostile_log[-1]["client_id"] = cid
+
+    def _shifted(self, start: int, kind: str) -> int:
+        """Hostile: the page served one row off (a replica a moment behind or ahead), so one row
+        of the list repeats or is skipped in this walk."""
+        if start > 0 and self._bad_day(f"{kind}_page_shifted"):
+            return max(0, start + (1 if self._hostile_pick(2) else -1))
+        return start
 
     # ------------------------------------------------------------------ plumbing
 
@@ -388,18 +455,28 @@ class SyneriseBackend:
                     raise Problem(400, f"unknown filter {name}")
                 filters.append((name, value.lower() == "true" if name == "anonymous" else value))
         assert page is not None and size is not None
+        size = self._clamped(size, 100)
         ws = self.ws
         with ws.lock:
-            if filters:
-                ids: Any = ws.filtered_ids(tuple(sorted(filters)))
+            def ordered() -> Any:
+                if filters:
+                    ids: Any = ws.filtered_ids(tuple(sorted(filters)))
+                    if sort_by:
+                        rank = {cid: k for k, cid in enumerate(ws.sorted_ids(sort_by, order == "DESC"))}
+                        ids = sorted(ids, key=rank.__getitem__)
+                    return ids
                 if sort_by:
-                    rank = {cid: k for k, cid in enumerate(ws.sorted_ids(sort_by, order == "DESC"))}
-                    ids = sorted(ids, key=rank.__getitem__)
-            elif sort_by:
-                ids = ws.sorted_ids(sort_by, order == "DESC")
-            else:
-                ids = ws.live_ids()
+                    return ws.sorted_ids(sort_by, order == "DESC")
+                if self.hostile:  # the order the contract leaves unstated: recently active last
+                    return ws.sorted_ids("lastActivityDate", False)
+                return ws.live_ids()
+
             start = (page - 1) * size
+            ids = ordered()
+            if self.hostile and not filters and not sort_by:
+                self._hostile_modify(ids, start)
+                ids = ordered()
+                start = self._shifted(start, "v4_clients")
             return [ws.profile(cid) for cid in ids[start:start + size]]
 
     def _client(self, request: Request, body: bytes, claims: dict[str, Any]) -> Any:
@@ -473,6 +550,15 @@ class SyneriseBackend:
         if date_from > date_to:
             raise Problem(400, "dateFrom must not be after dateTo")
         horizon = now - int(self.options["horizon_hours"] * HOUR_MS)
+        if self._bad_day("late_event"):
+            # hostile: an event arrives now, time-stamped up to 11 minutes ago (behind a running
+            # walk's position; within the source's default lookback + safety lag)
+            with ws.lock:
+                live = ws.live_ids()
+                if len(live):
+                    late = ws.add_event(int(live[self._hostile_pick(len(live))]), now - 1 - self._hostile_pick(660_000))
+                    ws.bump()
+                    self.hostile_log[-1].update(event_uuid=late["eventUUID"], time=late["time"])
         lo, hi = max(date_from, horizon), min(date_to, now)
         if lo > hi:
             return []
@@ -617,6 +703,11 @@ class SyneriseBackend:
                 rows = [ws.item(catalog_id, i) for i in indexes]
                 rows = [r for r in rows if r["itemKey"] == item_key]
                 return self._envelope(rows[offset:offset + limit], len(rows), started)
+            limit = self._clamped(limit, 100)
+            if offset > 0 and offset < len(indexes) and self._bad_day("catalog_items_scan_ended_short",
+                                                                     catalog_id=catalog_id, offset=offset):
+                return self._envelope([], len(indexes), started)  # the scan ends before totalCount
+            offset = self._shifted(offset, "catalog_items")
             return self._envelope([ws.item(catalog_id, i) for i in indexes[offset:offset + limit]],
                                   len(indexes), started)
 
@@ -638,6 +729,8 @@ class SyneriseBackend:
                 members = [c for c in members if not ws.profile(c).get("anonymous")]
             elif recognized in ("ANONYMOUS", "FALSE"):
                 members = [c for c in members if ws.profile(c).get("anonymous")]
+            limit = self._clamped(limit, 20)
+            offset = self._shifted(offset, "segmentation")
             page = [ws.crm_profile(c) for c in members[offset:offset + limit]]
             return {"customers": page, "all": len(ws.live_ids()), "limit": limit, "offset": offset,
                     "matching": len(members)}
@@ -646,7 +739,7 @@ class SyneriseBackend:
 
     def _spring(self, request: Request, rows: list[Any], sorted_: bool) -> dict[str, Any]:
         page = self._int(request, "page", 0, 0, family="D") or 0
-        size = self._int(request, "size", 20, 1, ANALYTICS_MAX_SIZE, family="D") or 20
+        size = self._clamped(self._int(request, "size", 20, 1, ANALYTICS_MAX_SIZE, family="D") or 20, 10)
         total = len(rows)
         return {"content": rows[page * size:(page + 1) * size],
                 "pagination": {"currentPageNumber": page, "pageSize": size, "sorted": sorted_,
@@ -819,6 +912,13 @@ class SyneriseBackend:
         for k, v in options.items():
             if k not in self.options:
                 raise MutationError(f"unknown synerise option {k!r}; known: {', '.join(sorted(self.options))}")
+            if k == "hostile_seed":
+                self.options[k] = v
+                with self._hostile_lock:
+                    self._hostile_random = random.Random(f"synerise-hostile:{v}")
+                continue
+            if k == "hostile":
+                v = 0.0 if not v or str(v) in ("0", "false", "False") else 1.0
             self.options[k] = list(v) if k == "denied_permissions" else float(v)
             if k == "rate_limit_per_s":
                 with self._bucket_lock:

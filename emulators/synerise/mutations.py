@@ -29,6 +29,38 @@ def _pick(rng: random.Random, pool: Any, count: int) -> list[int]:
     return sorted(rng.sample(range(len(pool)), count))
 
 
+def _modify(b: SyneriseBackend, cid: int, rng: random.Random, last_activity_ms: int) -> None:
+    ws = b.ws
+    p = dict(ws.profile(cid))
+    attrs = dict(p.get("attributes") or {})
+    attrs["points"] = str(int(attrs.get("points") or 0) + 1 + rng.randrange(100))
+    attrs["loyaltyTier"] = rng.choice(["bronze", "silver", "gold", "platinum"])
+    if rng.random() < 0.5:
+        attrs[f"campaign_{rng.randrange(5)}"] = rng.choice(["open", "click", "convert"])
+    p["attributes"] = attrs
+    p["city"] = rng.choice(["Poznan", "Lodz", "Wroclaw", p.get("city")])
+    p["tags"] = sorted(set(p.get("tags") or []) | {rng.choice(TAG_NAMES)})
+    p["lastActivityDate"] = iso_ms(last_activity_ms)
+    ws.profiles_overlay[cid] = p
+    ws.revs[cid] = ws.revs.get(cid, 0) + 1
+
+
+def modify_profile(b: SyneriseBackend, cid: int, *, strictly_latest: bool = False) -> None:
+    """Modify one profile now (hostile mode, during a walk). ``strictly_latest``: its
+    ``lastActivityDate`` becomes later than every other profile's (a second past the latest when
+    the clock has not moved a second since), so it is the newest version and sorts last."""
+    ws = b.ws
+    with ws.lock:
+        ws._mutations += 1
+        now = ws.clock.now_ms()
+        at = now // 1000 * 1000
+        if strictly_latest:
+            latest = max((ws._sort_key(c, "lastActivityDate") or 0 for c in ws.profiles_overlay), default=0)
+            at = max(at, latest + 1000)
+        _modify(b, cid, random.Random(ws._h(556, ws._mutations)), at)
+        ws.bump()
+
+
 def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
     ws = b.ws
     name = op.get("op")
@@ -64,18 +96,7 @@ def apply(b: SyneriseBackend, op: dict[str, Any]) -> dict[str, Any]:
         for cid in ids:
             if not ws.exists(cid):
                 raise MutationError(f"no profile {cid}")
-            p = dict(ws.profile(cid))
-            attrs = dict(p.get("attributes") or {})
-            attrs["points"] = str(int(attrs.get("points") or 0) + 1 + rng.randrange(100))
-            attrs["loyaltyTier"] = rng.choice(["bronze", "silver", "gold", "platinum"])
-            if rng.random() < 0.5:
-                attrs[f"campaign_{rng.randrange(5)}"] = rng.choice(["open", "click", "convert"])
-            p["attributes"] = attrs
-            p["city"] = rng.choice(["Poznan", "Lodz", "Wroclaw", p.get("city")])
-            p["tags"] = sorted(set(p.get("tags") or []) | {rng.choice(TAG_NAMES)})
-            p["lastActivityDate"] = iso_ms(now)
-            ws.profiles_overlay[cid] = p
-            ws.revs[cid] = ws.revs.get(cid, 0) + 1
+            _modify(b, cid, rng, now)
         ws.bump()
         return {"client_ids": list(ids)}
     if name == "merge_profiles":
@@ -233,6 +254,8 @@ def export_table(b: SyneriseBackend, table: str) -> list[dict[str, Any]]:
                 out += [{"client_id": c, "analytic_uuid": a["aggregate"]["uuid"], "kind": "aggregate",
                          "result": ws.analytic_result(a["aggregate"]["uuid"], c)} for a in ws.aggregates]
             return out
+        if table == "hostile_log":
+            return list(b.hostile_log)
         if table == "account":
             return [{"workspace_id": ws.workspace_id, "workspace_uuid": b.workspace_uuid, "username": b.username,
                      "password": b.password, "now_ms": ws.clock.now_ms(), "now": iso_ms_frac(ws.clock.now_ms())}]
