@@ -99,7 +99,8 @@ def fmt_day(ts: int) -> str:
 
 _USER_COLUMNS: dict[str, str] = {
     "user_id": "int",
-    "internal_id": "int",
+    # documented as a string [D S5]: mostly digits, some CRM-style text ids
+    "internal_id": "text",
     "internal_text_id": "text",
     "fb_id": "text",
     "email": "text",
@@ -327,6 +328,13 @@ CATEGORIES = ("news", "guides", "reviews", "release notes", "opinion", "how-to")
 EVENT_VALUES = ("page_view", "add_to_cart", "purchase", "signup", "click:cta", "video 50%", "search:red shoes")
 
 
+def _new_internal_id(rr: random.Random) -> str | None:
+    x = rr.random()
+    if x < 0.04:
+        return f"CRM-{rr.randrange(1_000_000):06d}"
+    return str(1_000_000 + rr.randrange(9_000_000)) if x < 0.4 else None
+
+
 def _pick(seq: tuple | list, h: int) -> Any:
     return seq[h % len(seq)]
 
@@ -418,9 +426,11 @@ class PersonyzeData:
             last = LAST_NAMES[(h >> 16) % len(LAST_NAMES)]
             return f"{first}.{last}.{uids[r]}@{DOMAINS[(h >> 32) % len(DOMAINS)]}".lower()
 
-        def internal_id(r: int) -> int | None:
+        def internal_id(r: int) -> str | None:
             h = mix64(s_iid ^ r)
-            return 1_000_000 + (h >> 8) % 9_000_000 if h % 100 < 40 else None
+            if h % 100 < 4:
+                return f"CRM-{(h >> 8) % 1_000_000:06d}"
+            return str(1_000_000 + (h >> 8) % 9_000_000) if h % 100 < 40 else None
 
         def fb_id(r: int) -> str | None:
             h = mix64(s_fb ^ r)
@@ -498,7 +508,7 @@ class PersonyzeData:
         first, last = rr.choice(FIRST_NAMES), rr.choice(LAST_NAMES)
         row: dict[str, Any] = {
             "user_id": user_id,
-            "internal_id": 1_000_000 + rr.randrange(9_000_000) if rr.random() < 0.4 else None,
+            "internal_id": _new_internal_id(rr),
             "internal_text_id": None,
             "fb_id": None,
             "email": f"{first}.{last}.{user_id}@{rr.choice(DOMAINS)}".lower(),

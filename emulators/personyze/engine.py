@@ -1480,12 +1480,9 @@ class PersonyzeEngine:
         if key == "email":
             found = self._find_eq(users, "email", str(value))
             return found[0] if found else None
-        # internal_id: a number matches internal_id, anything else internal_text_id [I]
+        # internal_id (text, as documented), else internal_text_id [I]
         text = str(value).strip()
-        if _INT_TEXT.match(text):
-            found = self._find_eq(users, "internal_id", int(text))
-        else:
-            found = self._find_eq(users, "internal_text_id", text)
+        found = self._find_eq(users, "internal_id", text) or self._find_eq(users, "internal_text_id", text)
         return found[0] if found else None
 
     def _post_membership(self, payload: dict[str, Any]) -> int:
@@ -1553,7 +1550,7 @@ class PersonyzeEngine:
                 if key == "email":
                     new["email"] = _coerce("text", "email", value)
                 elif _INT_TEXT.match(str(value).strip()):
-                    new["internal_id"] = int(str(value).strip())
+                    new["internal_id"] = str(value).strip()
                 else:
                     new["internal_text_id"] = str(value)
                 self._new_row(users, new)

@@ -10,7 +10,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from emulators.personyze.grammar import parse_path
-from sources.common.errors import ConfigurationError, RequestRejected
+from sources.common.errors import ConfigurationError, MalformedResponse, RequestRejected
 from sources.personyze import personyze_source
 from sources.personyze import settings as S
 
@@ -301,3 +301,160 @@ def test_user_changed_during_the_walk_is_read_twice_and_the_newest_copy_is_kept(
     assert counts["users"] == 300 + 20
     with connect(tmp_path) as con:
         assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+NOT_DATA = [
+    pytest.param({"status": 200, "body": ""}, id="empty-body"),
+    pytest.param({"status": 200, "json": {}}, id="empty-object"),
+    pytest.param({"status": 200, "json": None}, id="null"),
+    pytest.param({"status": 200, "body": "<html><body>Service is being updated</body></html>"}, id="html"),
+    pytest.param({"status": 200, "json": {"error": "try later"}}, id="object"),
+    pytest.param({"status": 200, "json": [1, 2, 3]}, id="array-of-values"),
+]
+
+
+@pytest.mark.parametrize("answer", NOT_DATA)
+def test_a_200_that_is_not_rows_mid_walk_is_retried_never_the_end(emu, ctl, make_pipeline, tmp_path, answer):
+    """Issue 11, class 1: a users walk ended early on a 200 that was not data, reported success
+    and committed its cursor (hundreds of rows missing for good)."""
+    pipeline = make_pipeline()
+    ctl.add_faults([{"path": "^/rest/users/where", "actions": [{"pass": True}] * 5 + [answer]}])
+    run(pipeline, source(emu, "users", backfill_workers=1))
+    walked = [e for e in ctl.requests() if e["path"].startswith("/rest/users/where")]
+    assert [e["fault"] for e in walked].count("status") == 1
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+def test_a_200_that_is_not_rows_on_the_fast_path_is_retried(emu, ctl, make_pipeline, tmp_path):
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users", "events"))
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    changed = ctl.mutate({"op": "modify_users", "count": 25})
+    added = ctl.mutate({"op": "add_events", "count": 7})
+    ctl.add_faults([
+        {"path": "^/rest/users/order_by_desc", "actions": [{"status": 200, "body": ""}]},
+        {"path": "^/rest/events/order_by_desc", "actions": [{"status": 200, "json": {}}]},
+    ])
+    counts = run(pipeline, source(emu, "users", "events"))
+    assert counts["users"] == len(changed["user_ids"])
+    assert counts["events"] == added["ids"][1] - added["ids"][0] + 1
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+        assert_table_equals(con, "data", S.EVENTS, ctl.export("events"))
+
+
+def test_a_200_that_stays_not_rows_fails_the_run_naming_the_request_and_commits_nothing(emu, ctl, make_pipeline):
+    pipeline = make_pipeline()
+    html = "<html><body>Service is being updated</body></html>"
+    ctl.add_faults([
+        {"path": "^/rest/users/where", "actions": [{"pass": True}] * 3},
+        {"path": "^/rest/users/where", "actions": [{"status": 200, "body": html}], "repeat": True},
+    ])
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, source(emu, "users", backfill_workers=1, max_attempts=2))
+    error = _root(failed.value)
+    assert isinstance(error, MalformedResponse), error
+    text = str(error)
+    assert "/rest/users/where/" in text and "Service is being updated" in text, text
+    assert "NoneType" not in text and "dict" not in text and "list" not in text.split(":")[0], text
+    assert "users" not in pipeline.state.get("sources", {}).get("personyze", {}).get("resources", {})
+
+
+@pytest.mark.parametrize("order", ["older-first", "newer-first"])
+def test_two_copies_of_a_user_in_one_load_the_newest_lands_and_its_fingerprint_is_kept(
+    emu, ctl, make_pipeline, tmp_path, order
+):
+    """Issue 11, class 2: a row read twice in one load (changed during the walk, or served by a
+    lagging replica) — whatever the order, the copy with the newest data_last_modified lands, and
+    the lookback fingerprint kept in state is that copy's, so the next run loads nothing."""
+    from sources.common.cursor import fingerprint
+
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users"))
+    before = {r["user_id"]: r for r in ctl.export("users")}
+    ctl.mutate({"op": "advance_clock", "seconds": 10})
+    uid = sorted(before)[len(before) // 2]
+    ctl.mutate({"op": "modify_users", "user_ids": [uid]})
+    old, new = before[uid], next(r for r in ctl.export("users") if r["user_id"] == uid)
+    assert new["data_last_modified"] > old["data_last_modified"] and new != old
+    w, z = sorted((r for r in before.values() if r["user_id"] != uid),
+                  key=lambda r: (r["data_last_modified"], r["user_id"]))[:2]
+    first, second = (old, new) if order == "older-first" else (new, old)
+    # the walk's pages as a replica-served API could answer them (pages of 2; the keyset still
+    # advances: the last row of each page is later than the last of the one before)
+    ctl.add_faults([
+        {"path": "^/rest/users/order_by_desc", "actions": [{"status": 200, "json": [new, new]}]},
+        {"path": "^/rest/users/where", "actions": [
+            {"status": 200, "json": [first, w]}, {"status": 200, "json": [second, z]}, {"status": 200, "json": []},
+        ]},
+    ])
+    run(pipeline, source(emu, "users", page_size=2, slow_page_size=2))
+    assert [f["used"] for f in ctl.faults()] == [1, 3], "every scripted answer was served"
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+    seen = pipeline.state["sources"]["personyze"]["resources"]["users"]["seen"]
+    assert seen.get(str(uid)) == fingerprint(new)
+    counts = run(pipeline, source(emu, "users"))
+    assert counts.get("users", 0) == 0
+
+
+def _api_get(server: Any, path: str) -> Any:
+    import httpx
+
+    with httpx.Client(verify=server.ca_file, auth=("api", server.api_key)) as client:
+        response = client.get(f"{server.base_url}/{path}")
+        response.raise_for_status()
+        return response.json()
+
+
+def test_a_text_internal_id_loads_as_text(emu, ctl, make_pipeline, tmp_path):
+    """Issue 11, class 5: Personyze documents users.internal_id as a string; a CRM id stopped
+    the run with "cannot read 'CRM-000042' as int"."""
+    import httpx
+
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users"))
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    with httpx.Client(verify=emu.ca_file, auth=("api", emu.api_key)) as client:
+        made = client.post(f"{emu.base_url}/users", json={"email": "crm42@example.com", "internal_id": "CRM-000042"})
+    assert made.status_code == 200, made.text
+    assert run(pipeline, source(emu, "users"))["users"] == 1
+    with connect(tmp_path) as con:
+        assert con.execute("select internal_id from data.users where user_id = ?", [int(made.text)]).fetchone() == (
+            "CRM-000042",
+        )
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+def test_values_that_do_not_fit_their_column_load_as_text_with_one_warning(emu, ctl, make_pipeline, tmp_path, caplog):
+    """Issue 11, class 5: a value that does not fit the column's type never fails the run: the
+    column is null there, the value lands as text in <column>__v_text, one warning names it."""
+    pipeline = make_pipeline()
+    page = _api_get(emu, "products/order_by/id/limit/0,1000")
+    odd = {page[3]["id"]: ("inventory", "lots"), page[7]["id"]: ("inventory", "a few"),
+           page[9]["id"]: ("price", "call us"), page[11]["id"]: ("is_in_stock", "maybe")}
+    for row in page:
+        if row["id"] in odd:
+            column, value = odd[row["id"]]
+            row[column] = value
+    ctl.add_faults([{"path": "^/rest/products/order_by/id/limit/0,1000$", "actions": [{"status": 200, "json": page}]}])
+    caplog.set_level("WARNING", logger="cdp_sync.progress")
+    counts = run(pipeline, source(emu, "products"))
+    assert counts["products"] == ctl.state()["tables"]["products"]
+    with connect(tmp_path) as con:
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "select id, inventory, inventory__v_text, price, price__v_text, is_in_stock, is_in_stock__v_text "
+                "from data.products where inventory__v_text is not null or price__v_text is not null "
+                "or is_in_stock__v_text is not null"
+            ).fetchall()
+        }
+    ids = sorted(odd)
+    assert sorted(got) == ids
+    assert got[ids[0]][:2] == (None, "lots") and got[ids[1]][:2] == (None, "a few")
+    assert got[ids[2]][2:4] == (None, "call us") and got[ids[3]][4:] == (None, "maybe")
+    warnings = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "4 values" in warnings[0] and "inventory (2 as text" in warnings[0] and "price (1" in warnings[0]
