@@ -87,11 +87,11 @@ OPTIONS = {
     "revoked": False,  # the API key is refused (401), as after a revocation mid-run
     "hostile": 0,
     "hostile_seed": None,
-    "hostile_rate": None,
+    "hostile_odds": 1.0,  # multiplies every HOSTILE_CHANCES entry
 }
 
-#: hostile mode: the chance, per scan page, of each vendor-specific bad day (``hostile_rate``
-#: scales them); late arrivals are decided once per scan (see :meth:`LyticsBackend._hostile_page`)
+#: hostile mode: the chance, per scan page, of each vendor-specific bad day (option
+#: ``hostile_odds`` multiplies them); late arrivals are decided once per scan
 HOSTILE_CHANCES = {
     "short": 0.03,  # rows silently missing from the scan ahead (total unchanged)
     "repeat_first": 0.05,  # a profile already served changes and is served again (newer second)
@@ -518,9 +518,7 @@ class LyticsBackend:
     # -- bad days: deterministic options and hostile mode ------------------------------------------
 
     def _chance(self, what: str) -> bool:
-        rate = self.options.get("hostile_rate")
-        scale = 1.0 if rate is None else float(rate) / 0.1  # the harness' default rate is 0.1
-        return self._rng.random() < HOSTILE_CHANCES[what] * scale
+        return self._rng.random() < HOSTILE_CHANCES[what] * float(self.options.get("hostile_odds") or 1.0)
 
     def _event(self, what: str, n: int = 1) -> None:
         self.hostile_events[what] = self.hostile_events.get(what, 0) + n
