@@ -84,6 +84,16 @@ class PersonyzeBackend:
         self._set_backend_options(backend)
         return {**result, "require_https": self.require_https}
 
+    def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
+        """The 429 hostile mode answers: no 429 is documented (§5.4), only a frequency limit on
+        slow queries and a 503 that says to "stand by number of seconds and retry" (§4); this
+        is that limit's answer in the 503's words, as plain text [A]."""
+        return 429, {"content-type": TEXT}, b"Too many slow queries: stand by 2 seconds and retry"
+
+    def unauthorized_response(self) -> tuple[int, dict[str, str], bytes]:
+        """A key revoked mid-run: the wrong-key 401 (text [A])."""
+        return 401, {"content-type": TEXT}, b"Invalid API key"
+
     def options(self) -> dict[str, Any]:
         """The options in force."""
         return {**self.engine.configure({}), "require_https": self.require_https}
@@ -154,6 +164,8 @@ def create_backend(seed: int = 1, scale: int = 1000, **options: Any) -> Personyz
     Run-time options (also via :meth:`PersonyzeBackend.configure`): ``require_https`` and the
     engine options ``numbers_as_strings`` (``"mixed"``/``"all"``/``"none"``),
     ``numbers_as_strings_percent``, ``shuffle_ties``, ``slow_query_cap``, ``index_rule``,
-    ``large_tables``, ``max_rows``, ``user_merge_keys``. Unknown options raise ``MutationError``.
+    ``large_tables``, ``max_rows``, ``user_merge_keys``, ``clamp_rows``, and ``hostile`` /
+    ``hostile_seed`` (the vendor's bad days, see the README). Unknown options raise
+    ``MutationError``.
     """
     return PersonyzeBackend(seed, scale, **options)

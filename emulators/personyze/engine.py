@@ -678,9 +678,17 @@ class EngineOptions:
     #: POST users merges on a match of one of these (the docs also name internal_id and fb_id,
     #: the vendor's own node observed internal_id not matching)
     user_merge_keys: tuple[str, ...] = ("user_id", "email")
+    #: the vendor's bad days (see :meth:`PersonyzeEngine._hostile_before`), seeded by hostile_seed
+    hostile: bool = False
+    hostile_seed: int | None = None
+    #: a list read asking for more rows than this gets only this many (0: off) [A, stricter]
+    clamp_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "hostile": int(self.hostile),
+            "hostile_seed": self.hostile_seed,
+            "clamp_rows": self.clamp_rows,
             "numbers_as_strings": self.numbers_as_strings,
             "numbers_as_strings_percent": self.numbers_as_strings_percent,
             "shuffle_ties": self.shuffle_ties,
@@ -729,6 +737,18 @@ def _apply_option(opts: EngineOptions, name: str, value: Any, tables: set[str]) 
         if unknown:
             raise MutationError(f"option 'large_tables' names unknown objects: {', '.join(unknown)}")
         opts.large_tables = tuple(value)
+    elif name == "hostile":
+        if value is None or type(value) not in (bool, int) or value not in (0, 1):
+            raise bad("0/1 or a boolean")
+        opts.hostile = bool(value)
+    elif name == "hostile_seed":
+        if value is not None and type(value) is not int:
+            raise bad("an integer or null")
+        opts.hostile_seed = value
+    elif name == "clamp_rows":
+        if type(value) is not int or value < 0:
+            raise bad("a non-negative integer (0 switches it off)")
+        opts.clamp_rows = value
     elif name == "user_merge_keys":
         allowed = {"user_id", "email", "internal_id", "fb_id"}
         if isinstance(value, str) or not value or not set(value) <= allowed:
@@ -768,6 +788,11 @@ class PersonyzeEngine:
         self._mutations = 0
         self._insert_counter = 0
         self._interactions = 0
+        self._hostile_rng = random.Random(0)
+        #: rows whose id is taken but that become visible only later: (visible at request n, table, row)
+        self._pending: list[tuple[int, str, dict[str, Any]]] = []
+        #: what hostile mode changed, by kind (``mutate({"op": "hostile_log"})``)
+        self.hostile_log: dict[str, int] = {}
         self._shuffle_salt = D.derive_seed(seed, "shuffle")
         self._nas_salts = {name: D.derive_seed(seed, "numbers_as_strings", name) for name in D.SPECS}
         self.account_id = 10_000 + D.derive_seed(seed, "account") % 90_000
@@ -819,6 +844,12 @@ class PersonyzeEngine:
             for name, value in options.items():
                 _apply_option(trial, name, value, set(self.tables))
             self.options = trial
+            if "hostile_seed" in options or "hostile" in options:
+                self._hostile_rng = random.Random(self._D.derive_seed(self.seed, "hostile", trial.hostile_seed))
+            if not trial.hostile and self._pending:  # a quiet emulator shows every row it took
+                for _at, table, row in self._pending:
+                    self.tables[table].insert(row)
+                self._pending = []
             return trial.as_dict()
 
     def state(self) -> dict[str, int]:
@@ -847,6 +878,9 @@ class PersonyzeEngine:
             self._requests += 1
             try:
                 query = parse_path(raw_path)
+                self._release_pending()
+                if self.options.hostile and method == "GET" and query.id is None and query.object in self.tables:
+                    self._hostile_before(query.object)
                 return self._dispatch(method, query, body or b"", content_type)
             except GrammarError as e:
                 return 400, str(e).encode(), TEXT
@@ -919,6 +953,7 @@ class PersonyzeEngine:
         if large and cap and q.offset + count > cap and self._is_slow(spec, q.where):
             raise EngineError("")  # the vendor's bare 400 [O S9]
         slots = self._select(t, q.where, q.order_by, q.descending, q.offset, count)
+        slots = slots[: self._served_rows(len(slots))]
         return orjson.dumps(self._render(t, slots, columns, column))
 
     def _projection(self, t: Table, q: Query) -> tuple[list[str] | None, str | None]:
@@ -1558,6 +1593,103 @@ class PersonyzeEngine:
                 self._update(users, [s], fields)
         return len(plan)
 
+    # ------------------------------------------------------------------ hostile mode
+
+    def _served_rows(self, found: int) -> int:
+        """How many of the ``found`` rows a list read answers: all, unless ``clamp_rows`` or
+        (hostile, now and then) a clamp below the request cuts the page short while more rows
+        match — a server that answers fewer rows than asked is not saying "no more" [A]."""
+        served = found
+        if self.options.clamp_rows:
+            served = min(served, self.options.clamp_rows)
+        if self.options.hostile and served > 1 and self._hostile_rng.random() < 0.15:
+            served = self._hostile_rng.randint(1, served - 1)
+            self._note("clamped_page")
+        return served
+
+    def _note(self, kind: str, n: int = 1) -> None:
+        self.hostile_log[kind] = self.hostile_log.get(kind, 0) + n
+
+    def _release_pending(self) -> None:
+        if not self._pending:
+            return
+        due = [p for p in self._pending if p[0] <= self._requests]
+        if not due:
+            return
+        self._pending = [p for p in self._pending if p[0] > self._requests]
+        for _at, table, row in due:
+            self.tables[table].insert(row)
+
+    def _hostile_before(self, obj: str) -> None:
+        """The vendor's bad days, applied (seeded, at random) before a read is answered, so the
+        answer already shows them — a walk that keeps going to its end sees every change:
+
+        * users: a few profiles change (``data_last_modified`` = now) while a walk runs; a tie
+          storm (60-150 profiles changed in one second, across page boundaries); a change that
+          commits late (``data_last_modified`` 30-240 s in the past, never before the row's
+          previous value: inside the source's documented 300 s lookback); new profiles;
+        * events, sessions_archive: rows that arrive late (a new id, a ``time`` / ``end_time``
+          1.5-2.3 hours, up to a day, behind); ids taken now that become visible only 2-8
+          requests later, behind ids already served (out-of-order commits, well inside the
+          source's 100-id lookback);
+        * summary_actions: today's (and up to two earlier days') counters change;
+        * products: new products while the catalog walk runs.
+
+        Every change is counted in :attr:`hostile_log`."""
+        r = self._hostile_rng
+        x = r.random()
+        self._mutations += 1
+        rr = self._mrng()
+        now = self.clock.now_s()
+        if obj == "users":
+            users = self.tables["users"]
+            if x < 0.08:
+                slots = self._random_live(users, rr, min(users.live_count, 1 + r.randrange(3)))
+                self._change_users(slots, now, "changed_during_walk")
+            elif x < 0.10:
+                slots = self._random_live(users, rr, min(users.live_count, 60 + r.randrange(91)))
+                self._change_users(slots, now, "tie_storm")
+            elif x < 0.14:
+                slots = self._random_live(users, rr, min(users.live_count, 1 + r.randrange(2)))
+                self._change_users(slots, now - 30 - r.randrange(211), "committed_late")
+            elif x < 0.16:
+                self._op_add_users({"op": "add_users", "count": 1 + r.randrange(3)})
+                self._note("users_added")
+        elif obj in ("events", "sessions_archive"):
+            t = self.tables[obj].load()
+            if x < 0.15:
+                late = r.choice((5400 + r.randrange(2881), r.randrange(86400)))
+                pending = x >= 0.10
+                for _ in range(1 + r.randrange(3)):
+                    rid = t.assign_pk()
+                    users = self._some_user_id(rr)
+                    row = (self.data.new_event(rr, rid, now - late, users) if obj == "events"
+                           else self.data.new_session(rr, rid, now - late, users))
+                    if pending:
+                        self._pending.append((self._requests + 2 + r.randrange(7), obj, row))
+                    else:
+                        t.insert(row)
+                    self._note(f"{obj}_{'committed_out_of_order' if pending else 'late'}")
+        elif obj == "summary_actions":
+            if x < 0.10:
+                self._op_update_summaries({"op": "update_summaries", "days": 1 + r.randrange(3)})
+                self._note("summaries_changed")
+        elif obj == "products" and x < 0.05:
+            self._op_add_products({"op": "add_products", "count": 1 + r.randrange(3)})
+            self._note("products_added")
+
+    def _change_users(self, slots: list[int], when: int, kind: str) -> None:
+        users = self.tables["users"]
+        for i, s in enumerate(slots):
+            old = users.row(s)
+            if (old.get("data_last_modified") or 0) >= when:
+                continue  # a change never makes a profile older than it was
+            new = dict(old)
+            new["custom_t_3"] = f"hostile {self._mutations}.{i}"
+            new["data_last_modified"] = when
+            users.set_row(s, new)
+            self._note(kind)
+
     # ------------------------------------------------------------------ control-plane mutations
 
     def mutate(self, op: dict[str, Any]) -> dict[str, Any]:
@@ -1716,6 +1848,14 @@ class PersonyzeEngine:
                 changed += 1
         return {"rows": changed}
 
+    def _op_hostile_log(self, op: dict[str, Any]) -> dict[str, Any]:
+        """What hostile mode changed so far, by kind (``reset``: start counting afresh), and
+        how many rows are taken but not visible yet."""
+        out = {"changes": dict(self.hostile_log), "pending": len(self._pending)}
+        if op.get("reset"):
+            self.hostile_log = {}
+        return out
+
     def _op_add_products(self, op: dict[str, Any]) -> dict[str, Any]:
         count = self._arg_int(op, "count")
         rr = self._mrng()
@@ -1741,4 +1881,5 @@ _MUTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "add_sessions": ("_op_add_sessions", ("count", "late_seconds")),
     "update_summaries": ("_op_update_summaries", ("days",)),
     "add_products": ("_op_add_products", ("count",)),
+    "hostile_log": ("_op_hostile_log", ("reset",)),
 }

@@ -458,3 +458,40 @@ def test_values_that_do_not_fit_their_column_load_as_text_with_one_warning(emu, 
     warnings = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert "4 values" in warnings[0] and "inventory (2 as text" in warnings[0] and "price (1" in warnings[0]
+
+
+def test_pages_shorter_than_asked_do_not_end_a_walk(emu, ctl, make_pipeline, tmp_path):
+    """A server that answers fewer rows than asked (here: never more than 30) while more match
+    is not saying "no more rows": backfill, catalog and incremental walks all read to the end."""
+    pipeline = make_pipeline()
+    ctl.configure(clamp_rows=30)
+    run(pipeline, source(emu, "users", "products", "sessions_archive"))
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    changed = ctl.mutate({"op": "modify_users", "count": 120})
+    added = ctl.mutate({"op": "add_sessions", "count": 70, "late_seconds": 6000})
+    counts = run(pipeline, source(emu, "users", "products", "sessions_archive"))
+    assert counts["users"] == len(changed["user_ids"])
+    assert counts["sessions_archive"] == added["ids"][1] - added["ids"][0] + 1
+    with connect(tmp_path) as con:
+        for spec in (S.USERS, S.PRODUCTS, S.SESSIONS_ARCHIVE):
+            assert_table_equals(con, "data", spec, ctl.export(spec.name))
+
+
+def test_hostile_emulator_then_a_quiet_run_is_exact(emu, ctl, make_pipeline, tmp_path):
+    """Hostile mode's wire faults and the vendor's bad days (changes during walks, tie storms,
+    late and out-of-order rows, clamped pages, 429s in Personyze's words): every run succeeds,
+    and once the emulator is quiet one more run leaves the destination equal to the truth."""
+    pipeline = make_pipeline()
+    ctl.configure(hostile=1, hostile_seed=11, hostile_rate=0.03)
+    run(pipeline, source(emu, max_retry_wait=60))
+    ctl.mutate({"op": "advance_clock", "seconds": 20})
+    ctl.mutate({"op": "modify_users", "count": 70})
+    run(pipeline, source(emu, max_retry_wait=60))
+    log = ctl.mutate({"op": "hostile_log"})
+    faults = Counter(e["fault"] for e in ctl.requests() if e["fault"])
+    assert sum(log["changes"].values()) > 0 and faults, (log, faults)
+    ctl.configure(hostile=0)
+    run(pipeline, source(emu))
+    with connect(tmp_path) as con:
+        for spec in ALL_TABLES:
+            assert_table_equals(con, "data", spec, ctl.export(spec.name))
