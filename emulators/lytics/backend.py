@@ -513,6 +513,8 @@ class LyticsBackend:
             extra["_next"] = token
         if mode in ("next", "both"):
             extra["next"] = token
+        if not rows and self.options.get("hostile"):
+            return self._ok(None, **extra)  # the envelope's documented "no rows"
         return self._ok(rows, **extra)
 
     # -- bad days: deterministic options and hostile mode ------------------------------------------
