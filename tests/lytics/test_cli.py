@@ -96,3 +96,30 @@ def test_sigkill_mid_scan_then_rerun_is_exact(emu, ctl, tmp_path):
     assert "users" in result.stdout and "25" in result.stdout
     with duckdb.connect(str(tmp_path / "lytics.duckdb"), read_only=True) as con:
         assert_users_equal(con, ctl, dataset="lytics_data")
+
+
+def test_short_scan_fails_in_one_line_or_loads_marked_incomplete_in_state(emu, ctl, tmp_path):
+    ctl.configure(short_scans={"page": 2, "drop": 3, "times": 2})
+    env = cli_env(emu, tmp_path, SOURCES__LYTICS__SCAN_WORKERS="1")
+    failed = cdp_sync("run", "lytics", "--resources", "users", *DATASET, env=env, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "short of its total" in errors[0] and "Traceback" not in failed.stderr
+    env["SOURCES__LYTICS__ON_SHORT_SCAN"] = "load_incomplete"
+    loaded = cdp_sync("run", "lytics", "--resources", "users", *DATASET, env=env, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "short of its total" in loaded.stderr and "incomplete" in loaded.stderr
+    state = cdp_sync("state", "lytics", env=env, cwd=tmp_path)
+    assert state.returncode == 0, state.stderr
+    lines = state.stdout.splitlines()
+    users = next(i for i, line in enumerate(lines) if line.strip().startswith("users"))
+    marks = [line for line in lines[users:] if line.strip().startswith("incomplete:")]
+    assert marks and f"total {SCALE}, read {SCALE - 3}" in marks[0] and '"runs": 1' in marks[0], state.stdout
+    assert "full scan, incomplete" in lines[users]
+    # the vendor recovers: the full read is repeated, complete, and the mark is gone
+    repeated = cdp_sync("run", "lytics", "--resources", "users", *DATASET, env=env, cwd=tmp_path)
+    assert repeated.returncode == 0, repeated.stderr
+    state = cdp_sync("state", "lytics", env=env, cwd=tmp_path)
+    assert "incomplete" not in state.stdout and "_modified = " in state.stdout
+    with duckdb.connect(str(tmp_path / "lytics.duckdb"), read_only=True) as con:
+        assert_users_equal(con, ctl, dataset="lytics_data")
