@@ -1,12 +1,14 @@
 """``cdp-sync``: run, inspect and try the sources from the shell.
 
     cdp-sync run <vendor> [--resources a,b] [--destination duckdb] [--dataset-name NAME]
-                          [--pipeline-name NAME] [--full-refresh]
+                          [--pipeline-name NAME] [--full-refresh] [--verify]
     cdp-sync backfill <vendor> --resource R --from T1 --to T2 [--window 1d] [--workers N]
                           [--destination duckdb] [--dataset-name NAME] [--pipeline-name NAME] [--force]
     cdp-sync demo         every emulator on loopback, every source into cdp_demo.duckdb
     cdp-sync state <vendor>   each resource's cursor and last run
     cdp-sync check <vendor>   credentials and reachability
+    cdp-sync verify <vendor> [--resources a,b] [--days N] [--destination duckdb] [--dataset-name NAME]
+                          [--pipeline-name NAME]   the destination against the vendor's own counts
 
 Configuration comes the dlt way: ``.dlt/config.toml``, ``.dlt/secrets.toml`` and environment
 variables (``SOURCES__PERSONYZE__API_KEY``, ``SOURCES__PERSONYZE__BASE_URL``; ``SSL_CERT_FILE``
@@ -206,6 +208,8 @@ def _print_summary(vendor: str, result: dict[str, Any]) -> None:
 @click.option("--dataset-name", default=None, help="Dataset (schema) name; default: <vendor>_data.")
 @click.option("--pipeline-name", default=None, help="Pipeline name (state, DuckDB file); default: the vendor.")
 @click.option("--full-refresh", is_flag=True, help="Drop this source's tables and state, then load everything.")
+@click.option("--verify/--no-verify", "verify_after", default=None,
+              help="Verify the resources just loaded against the vendor's counts (default: [cdp_sync] verify_after_run).")
 @_table_format_option
 @_debug_option
 def run(
@@ -215,11 +219,15 @@ def run(
     dataset_name: str | None,
     pipeline_name: str | None,
     full_refresh: bool,
+    verify_after: bool | None,
     table_format: str | None,
     debug: bool,
 ) -> None:
     """Load VENDOR into a destination (incrementally after the first run)."""
+    verification = None
     try:
+        if verify_after is None:
+            verify_after = _config_flag("cdp_sync.verify_after_run")
         v = _vendor(vendor)
         pipeline_name = pipeline_name or vendor
         dataset_name = dataset_name or default_dataset(vendor)
@@ -245,9 +253,16 @@ def run(
             destination_name=destination,
             table_format=table_format,
         )
+        if verify_after:
+            loaded = [name for name in source.selected_resources]
+            verification = _verify(v, result["pipeline"], loaded, days=None, destination_name=destination,
+                                   pipeline_name=pipeline_name)
     except Exception as exc:
         _fail(exc, vendor, debug)
     _print_summary(vendor, result)
+    if verification is not None:
+        _print_verification(verification)
+        _fail_verification(verification)
 
 
 def _checked_table_format(table_format: str | None, destination: str) -> str | None:
@@ -413,6 +428,119 @@ def _rerun_command(vendor: str, resource: str, a: Any, b: Any, window: str, work
     if table_format:
         args += ["--table-format", table_format]
     return " ".join(shlex.quote(x) for x in args)
+
+
+def _config_flag(key: str) -> bool:
+    import dlt
+
+    value = dlt.config.get(key)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _vendor_credentials(v: Vendor) -> tuple[str, str]:
+    import dlt
+
+    key = dlt.secrets.get(f"{v.section}.api_key")
+    if not key:
+        raise CliFailure(
+            f"{v.name}: no API key; set {v.key_env} or api_key under [{v.section}] in .dlt/secrets.toml",
+            EXIT_USAGE,
+        )
+    base_url = dlt.config.get(f"{v.section}.base_url") or v.default_base_url
+    return str(key), str(base_url)
+
+
+def _verify(v: Vendor, pipeline: Any, resources: list[str] | None, *, days: int | None, destination_name: str,
+            pipeline_name: str) -> Any:
+    """``pipelines.verify.verify`` with the CLI's input errors (exit 2); ``resources`` the vendor
+    cannot verify at all are left to the planner, which reports them."""
+    import dlt
+
+    from pipelines import verify as vf
+
+    api_key, base_url = _vendor_credentials(v)
+    if days is None:
+        days = dlt.config.get("cdp_sync.verify_days") or vf.DEFAULT_DAYS
+    try:
+        return vf.verify(v.name, pipeline=pipeline, resources=resources, days=days, api_key=api_key,
+                         base_url=base_url, destination=_destination(destination_name, pipeline_name))
+    except vf.VerifyInputError as exc:
+        raise CliFailure(str(exc), EXIT_USAGE) from None
+
+
+def _print_verification(result: Any) -> None:
+    from pipelines.verify import format_table
+
+    click.echo(f"\n{result.vendor}: verification against the vendor's counts (pipeline {result.pipeline_name!r}, "
+               f"dataset {result.dataset_name!r})")
+    for line in format_table(result):
+        click.echo(line)
+    where = f"; recorded in {result.recorded}" if result.recorded else ""
+    verdict = "agrees" if result.ok else "DISAGREES"
+    click.echo(f"  verification: {verdict}: {result.summary()}{where}")
+
+
+def _fail_verification(result: Any) -> None:
+    line = result.error_line()
+    if line is not None:
+        click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("vendor")
+@click.option("--resources", default=None, help="Comma-separated resources to verify (default: every one loaded).")
+@click.option("--days", default=None, help="UTC days sliced one by one for time-based tables (default: 7).")
+@click.option("--destination", default="duckdb", show_default=True, help="The pipeline's destination.")
+@click.option("--dataset-name", default=None, help="The pipeline's dataset; default: <vendor>_data.")
+@click.option("--pipeline-name", default=None, help="The pipeline's name; default: the vendor.")
+@_debug_option
+def verify(
+    vendor: str,
+    resources: str | None,
+    days: str | None,
+    destination: str,
+    dataset_name: str | None,
+    pipeline_name: str | None,
+    debug: bool,
+) -> None:
+    """Compare what the destination holds with VENDOR's own counts, slice by slice.
+
+    Time-based tables are sliced per UTC day (the last --days days, and everything before them),
+    others compared whole. Each verification is appended to <dataset>._cdp_verification. Exit 0
+    when every slice agrees (or differs inside its documented tolerance), 1 when one disagrees."""
+    from pipelines import verify as vf
+
+    try:
+        v = _vendor(vendor)
+        pipeline_name = pipeline_name or vendor
+        dataset_name = dataset_name or default_dataset(vendor)
+        _check_dataset(destination, dataset_name, pipeline_name)
+        try:
+            n_days = vf.check_days(days if days is not None else vf.DEFAULT_DAYS)
+        except vf.VerifyInputError as exc:
+            raise CliFailure(str(exc), EXIT_USAGE) from None
+        wanted = [r.strip() for r in resources.split(",") if r.strip()] if resources else None
+        if wanted is not None:
+            known = vf.planner(vendor).RESOURCES
+            unknown = [r for r in wanted if r not in known]
+            if unknown:
+                raise CliFailure(f"{vendor} has no resource {', '.join(unknown)}; available: {', '.join(known)}",
+                                 EXIT_USAGE)
+        _vendor_credentials(v)  # a missing key is bad input before anything is opened
+        dest = _destination(destination, pipeline_name)
+        try:
+            pipeline = vf.open_pipeline(vendor, pipeline_name, dest, dataset_name, destination)
+        except vf.VerifyInputError as exc:
+            raise CliFailure(str(exc), EXIT_USAGE) from None
+        result = _verify(v, pipeline, wanted, days=n_days, destination_name=destination,
+                         pipeline_name=pipeline_name)
+    except Exception as exc:
+        _fail(exc, vendor, debug)
+    _print_verification(result)
+    _fail_verification(result)
 
 
 @main.command()
