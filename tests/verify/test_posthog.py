@@ -171,3 +171,44 @@ def test_late_events_inside_the_lookback_pass_beyond_it_fail(start_emulator, con
     assert result.returncode == 1
     today = [r for r in _rows(result.stdout, "events") if r[1] == _today()]
     assert today and today[0][-1] == "agrees", result.stdout
+
+
+def test_run_verify_checks_what_it_loaded_and_a_failed_verification_exits_1(loaded, tmp_path, monkeypatch):
+    server, _ = loaded
+    env = _env(server, tmp_path)
+    result = cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events,cohorts", "--verify")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verification: agrees" in result.stdout
+    assert {r[0] for r in _rows(result.stdout, "events") + _rows(result.stdout, "cohorts")} == {"events", "cohorts"}
+    assert not _rows(result.stdout, "persons")  # not loaded by this run: not verified
+
+    # rows lost beyond the lookback stay lost: the next run (verify_after_run from the config) says so
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).date().isoformat()
+    with duckdb.connect(str(tmp_path / "posthog.duckdb")) as con:
+        con.execute(f"delete from {DATASET}.events where timestamp >= TIMESTAMPTZ '{day} 00:00:00+00' "
+                    f"and timestamp < TIMESTAMPTZ '{day} 00:00:00+00' + INTERVAL 1 DAY")
+    env["CDP_SYNC__VERIFY_AFTER_RUN"] = "true"
+    result = cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "verification: DISAGREES" in result.stdout
+    assert f"error: posthog events {day} project" in result.stderr and result.stderr.count("error:") == 1
+    result = cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "cohorts", "--no-verify")
+    assert result.returncode == 0 and "verification" not in result.stdout
+
+
+def test_recording_the_same_verification_twice_never_doubles_it(loaded, tmp_path, monkeypatch):
+    from pipelines import verify as vf
+    from pipelines.cli import _destination
+
+    server, env = _copy(loaded, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+    pipeline = vf.open_pipeline("posthog", "posthog", _destination("duckdb", "posthog"), DATASET, "duckdb")
+    result = vf.verify("posthog", pipeline=pipeline, resources=["cohorts", "groups"], api_key=server.api_key,
+                       base_url=server.base_url, record=False)
+    assert [r.verdict for r in result.results] == ["agrees"] * len(server.backend.projects) + ["not countable"]
+    for _ in range(2):
+        vf.record_verification(result, pipeline)
+    with duckdb.connect(str(tmp_path / "posthog.duckdb"), read_only=True) as con:
+        n = con.execute(f"select count(*) from {DATASET}._cdp_verification").fetchone()[0]
+    assert n == len(result.results)
