@@ -34,3 +34,16 @@ def cli(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], cwd: Path, *args: 
         m.chdir(cwd)
         result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return Outcome(result.exit_code, result.stdout, result.stderr)
+
+
+def table(stdout: str) -> list[list[str]]:
+    """The rows of the verification table in ``stdout`` (split on whitespace), without its header
+    and summary line (a run's own summary above it is skipped)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "verification against the vendor's counts" in line) + 2
+    out = []
+    for line in lines[start:]:
+        if line.strip().startswith("verification:"):
+            break
+        out.append(line.split())
+    return out
