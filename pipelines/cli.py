@@ -471,6 +471,7 @@ def _verify(v: Vendor, pipeline: Any, resources: list[str] | None, *, days: int 
 
 
 def _print_verification(result: Any) -> None:
+    from pipelines import verify as vf
     from pipelines.verify import format_table
 
     click.echo(f"\n{result.vendor}: verification against the vendor's counts (pipeline {result.pipeline_name!r}, "
@@ -478,7 +479,8 @@ def _print_verification(result: Any) -> None:
     for line in format_table(result):
         click.echo(line)
     where = f"; recorded in {result.recorded}" if result.recorded else ""
-    verdict = "agrees" if result.ok else "DISAGREES"
+    counted = len(result.results) - result.count(vf.NOT_COUNTABLE)
+    verdict = "DISAGREES" if not result.ok else "agrees" if counted else "nothing countable"
     click.echo(f"  verification: {verdict}: {result.summary()}{where}")
 
 
