@@ -1333,11 +1333,14 @@ class PersonyzeEngine:
 
     def _render(self, t: Table, slots: list[int], columns: list[str] | None, column: str | None) -> list[Any]:
         """Rows as the API shows them. Numbers as strings apply to the declared int/float
-        columns only: account-defined keys keep the JSON type they were written with [A]."""
+        columns only: account-defined keys keep the JSON type they were written with [A]. In
+        ``"mixed"`` mode the other rows send users' ``internal_id`` (a documented string) as a
+        JSON number when it is all digits [A], so both forms arrive."""
         mode = self.options.numbers_as_strings
         pct = self.options.numbers_as_strings_percent
         salt = self._nas_salts.get(t.spec.name, 0)
         numeric = t.numeric_columns
+        digit_text = t.spec.name == "users"
 
         def as_text(s: int) -> bool:
             return mode == "all" or (mode == "mixed" and _mix64(salt ^ s) % 100 < pct)
@@ -1354,6 +1357,11 @@ class PersonyzeEngine:
                 row = {c: row.get(c) for c in columns}
             if text:
                 row = {k: (str(v) if k in numeric and v is not None else v) for k, v in row.items()}
+            elif mode == "mixed" and digit_text:
+                # the other way round: a documented string of digits sent as a JSON number [A]
+                v = row.get("internal_id")
+                if isinstance(v, str) and v.isdigit():
+                    row = {**row, "internal_id": int(v)}
             out.append(row)
         return out
 

@@ -811,3 +811,109 @@ def test_keyset_pages_touch_a_bounded_number_of_rows_at_scale():
     now = e.clock.now_s()
     ok(b, f"users/where/data_last_modified%3E{now - 1}/order_by/data_last_modified,user_id/limit/0,50")
     assert e.last_scanned <= 500
+
+
+# --------------------------------------------------------------------------- hostile mode
+
+
+def test_clamp_rows_answers_a_prefix_of_the_ordered_result():
+    b = make(scale=600)
+    b.configure({"numbers_as_strings": "none", "clamp_rows": 7})
+    full = make(scale=600)
+    full.configure({"numbers_as_strings": "none"})
+    path = "users/order_by/user_id/limit/0,50"
+    assert ok(b, path) == ok(full, path)[:7]
+    assert len(ok(b, "users/where/user_id%3E100000/order_by/user_id/limit/0,3")) == 3
+
+
+def test_hostile_mode_is_seeded_and_shows_the_vendors_bad_days():
+    def session(seed: int) -> tuple[list[Any], dict[str, Any], dict[str, int]]:
+        b = make(scale=600, hostile=1, hostile_seed=seed)
+        b.configure({"numbers_as_strings": "none"})
+        answers = []
+        for _ in range(300):
+            b.mutate({"op": "advance_clock", "seconds": 1})
+            for path in ("users/order_by_desc/data_last_modified/limit/0,50",
+                         "events/order_by_desc/id/limit/0,20", "sessions_archive/order_by_desc/id/limit/0,20",
+                         "summary_actions/order_by_desc/date/limit/0,30", "products/order_by/id/limit/0,40"):
+                answers.append(ok(b, path))
+        return answers, b.mutate({"op": "hostile_log"}), b.state()
+
+    first, log, state = session(3)
+    assert session(3) == (first, log, state), "the same seed gives the same bad days"
+    assert session(4)[1] != log
+    changes = log["changes"]
+    for kind in ("changed_during_walk", "tie_storm", "committed_late", "clamped_page", "events_late",
+                 "sessions_archive_late", "events_committed_out_of_order", "summaries_changed"):
+        assert changes.get(kind, 0) > 0, (kind, changes)
+    # a clamped page is a prefix of the ordered rows, never a reordering
+    for page in first[::5]:
+        dlm = [r["data_last_modified"] for r in page]
+        assert dlm == sorted(dlm, reverse=True)
+
+
+def test_hostile_changes_never_make_a_profile_older_and_late_rows_get_new_ids():
+    b = make(scale=600, hostile=1, hostile_seed=9)
+    b.configure({"numbers_as_strings": "none"})
+    before = {r["user_id"]: r["data_last_modified"] for r in b.export("users")}
+    top_event = max(r["id"] for r in b.export("events"))
+    top_session = max(r["id"] for r in b.export("sessions_archive"))
+    for _ in range(200):
+        ok(b, "users/order_by/user_id/limit/0,10")
+        ok(b, "events/order_by/id/limit/0,10")
+        ok(b, "sessions_archive/order_by/id/limit/0,10")
+    after = {r["user_id"]: r["data_last_modified"] for r in b.export("users")}
+    assert all(after[u] >= before[u] for u in before)
+    new_sessions = [r for r in b.export("sessions_archive") if r["id"] > top_session]
+    new_events = [r for r in b.export("events") if r["id"] > top_event]
+    assert new_sessions and new_events
+    assert any(r["end_time"] <= NOW - 5400 for r in new_sessions), "some arrive hours late"
+
+
+def test_rows_committed_out_of_order_appear_later_and_a_quiet_emulator_shows_them_all():
+    b = make(scale=600, hostile=1, hostile_seed=21)
+    b.configure({"numbers_as_strings": "none"})
+    seen_pending = False
+    for _ in range(600):
+        ok(b, "events/order_by/id/limit/0,5")
+        if b.mutate({"op": "hostile_log"})["pending"]:
+            ids = [r["id"] for r in b.export("events")]
+            if len(ids) < max(ids) - ids[0] + 1:  # a taken id not visible yet, behind newer ones
+                seen_pending = True
+                break
+    assert seen_pending
+    b.configure({"hostile": 0})
+    assert b.mutate({"op": "hostile_log"})["pending"] == 0
+    ids = [r["id"] for r in b.export("events")]
+    assert ids == list(range(ids[0], ids[0] + len(ids))), "every id taken is visible once quiet"
+
+
+def test_throttle_and_revoked_key_answers_are_plain_text_in_personyzes_words():
+    b = make(scale=100)
+    status, headers, body = b.throttle_response()
+    assert status == 429 and headers["content-type"].startswith("text/plain")
+    assert b"stand by 2 seconds" in body
+    status, headers, body = b.unauthorized_response()
+    assert status == 401 and body == b"Invalid API key"
+
+
+def test_hostile_options_are_validated():
+    b = make(scale=100)
+    for bad in ({"hostile": 2}, {"hostile_seed": "x"}, {"clamp_rows": -1}):
+        with pytest.raises(MutationError):
+            b.configure(bad)
+    assert b.configure({"hostile": 1, "hostile_seed": 5})["hostile"] == 1
+
+
+def test_internal_id_is_text_and_digits_arrive_as_numbers_or_strings():
+    b = make(scale=2500)
+    rows = b.export("users")
+    values = [r["internal_id"] for r in rows if r["internal_id"] is not None]
+    assert all(isinstance(v, str) for v in values)
+    assert any(v.startswith("CRM-") for v in values) and any(v.isdigit() for v in values)
+    served = ok(b, "users/order_by/user_id/limit/0,1000")
+    kinds = {type(r["internal_id"]) for r in served if r["internal_id"] is not None}
+    assert kinds == {int, str}
+    crm = next(v for v in values if v.startswith("CRM-"))
+    assert [r["internal_id"] for r in ok(b, f"users/where/internal_id={crm}/limit/0,5")] == [crm] * len(
+        [v for v in values if v == crm])
