@@ -551,12 +551,12 @@ class SyneriseBackend:
             raise Problem(400, "dateFrom must not be after dateTo")
         horizon = now - int(self.options["horizon_hours"] * HOUR_MS)
         if self._bad_day("late_event"):
-            # hostile: an event arrives now, time-stamped up to 11 minutes ago (behind a running
-            # walk's position; within the source's default lookback + safety lag)
+            # hostile: an event arrives now, time-stamped up to 590 s ago (behind a running walk's
+            # position; within the source's default lookbacks: 600 s per profile, 600 s + 60 s lag)
             with ws.lock:
                 live = ws.live_ids()
                 if len(live):
-                    late = ws.add_event(int(live[self._hostile_pick(len(live))]), now - 1 - self._hostile_pick(660_000))
+                    late = ws.add_event(int(live[self._hostile_pick(len(live))]), now - 1 - self._hostile_pick(589_000))
                     ws.bump()
                     self.hostile_log[-1].update(event_uuid=late["eventUUID"], time=late["time"])
         lo, hi = max(date_from, horizon), min(date_to, now)

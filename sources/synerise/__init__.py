@@ -516,9 +516,11 @@ def _finish_walk(label: str, walk: Walk, state: dict[str, Any], allow_incomplete
             if not marks:
                 state.pop("incomplete", None)
         return
-    detail = (f"{walk.distinct:,} distinct rows read, {'?' if walk.reported is None else f'{walk.reported:,}'} "
-              f"stated by the API, after {walk.passes} passes (the list kept changing while it was read, or the "
-              "API ended it short)")
+    last = walk.history[-1] if walk.history else {"read": 0, "repeats": 0}
+    stated = "?" if walk.reported is None else f"{walk.reported:,}"
+    detail = (f"no pass read the whole list in {walk.passes} passes (the last read {last['read']:,} of the "
+              f"{stated} rows the API states, {last['repeats']} served twice: the list kept moving while it was "
+              f"read, or the API ended it short; {walk.distinct:,} distinct rows read in all)")
     if not allow_incomplete:
         raise IncompleteRead(
             f"synerise {where}: the full read is incomplete: {detail}; nothing of it was loaded. Run again, or set "
