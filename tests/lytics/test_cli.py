@@ -123,3 +123,41 @@ def test_short_scan_fails_in_one_line_or_loads_marked_incomplete_in_state(emu, c
     assert "incomplete" not in state.stdout and "_modified = " in state.stdout
     with duckdb.connect(str(tmp_path / "lytics.duckdb"), read_only=True) as con:
         assert_users_equal(con, ctl, dataset="lytics_data")
+
+
+def test_sigkill_in_the_load_step_then_rerun_loads_no_table_twice(start_emulator, control_for, tmp_path):
+    """A SIGKILL in the load step (segment_sizes' job done, the package not): the next run
+    finishes the package and every table stays exact. dlt does not run a job again once it has
+    moved it to completed_jobs; the gap between a job's commit and that move (where an append
+    table took its copy twice) is replayed deterministically in
+    test_exactness.test_every_table_is_exact_when_an_interrupted_load_package_is_replayed."""
+    emu = start_emulator("lytics", scale=20_000, seed=9)
+    ctl = control_for(emu)
+    env = cli_env(emu, tmp_path)
+    package_root = tmp_path / "dlt_data" / "pipelines" / "lytics" / "load" / "normalized"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "lytics", *DATASET],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = list(package_root.glob("*/completed_jobs/segment_sizes.*"))
+            if done:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the load finished before it could be killed at the load step")
+    assert list(package_root.iterdir()), "the killed run left its package"
+    result = cdp_sync("run", "lytics", *DATASET, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "finishing the load packages of an interrupted run" in result.stderr
+    with duckdb.connect(str(tmp_path / "lytics.duckdb"), read_only=True) as con:
+        assert_users_equal(con, ctl, dataset="lytics_data")
+        per_run = con.execute("select extracted_at, count(*), count(distinct id) from lytics_data.segment_sizes "
+                              "group by extracted_at").fetchall()
+        segments = len(ctl.export("segment_sizes"))
+        assert len(per_run) == 2 and all(n == d == segments for _, n, d in per_run), per_run
