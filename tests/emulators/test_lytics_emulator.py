@@ -189,3 +189,75 @@ def test_same_seed_same_data():
     c = emulators.create_backend("lytics", seed=6, scale=50)
     assert a.export("users") == b.export("users") and a.api_key == b.api_key
     assert a.export("users") != c.export("users") and a.api_key != c.api_key
+
+
+@pytest.fixture
+def fresh(start_emulator: Any, control_for: Any) -> Any:
+    server = start_emulator("lytics", scale=300, seed=31)
+    with httpx.Client(base_url=server.base_url, verify=server.ca_file,
+                      headers={"Authorization": server.api_key}) as client:
+        yield server, control_for(server), client
+
+
+def test_short_scans_keep_total_and_serve_fewer_rows(fresh):
+    server, ctl, api = fresh
+    ctl.configure(short_scans={"page": 2, "drop": 4})
+    rows, pages = walk(api, "POST", "/api/segment/scan", "FILTER * FROM user", limit=100)
+    assert {p["total"] for p in pages} == {300} and len(rows) == 296 == len({r["_uid"] for r in rows})
+
+
+@pytest.mark.parametrize("stale", ["first", "last"])
+def test_repeat_rows_serve_a_changed_profile_twice_in_either_order(fresh, stale):
+    server, ctl, api = fresh
+    ctl.configure(repeat_rows={"page": 2, "count": 2, "stale": stale})
+    rows, pages = walk(api, "POST", "/api/segment/scan", "FILTER * FROM user", limit=100)
+    twice = {u for u in (r["_uid"] for r in rows) if sum(r["_uid"] == u for r in rows) == 2}
+    assert len(twice) == 2 and twice == server.backend.changed_mid_scan and {p["total"] for p in pages} == {300}
+    truth = {u["_uid"]: u for u in ctl.export("users")}
+    for uid in twice:
+        copies = [r for r in rows if r["_uid"] == uid]
+        newest = copies[1] if stale == "first" else copies[0]
+        assert newest == truth[uid] and copies[0]["_modified"] != copies[1]["_modified"]
+
+
+def test_late_users_land_in_the_past_and_modified_filters_find_them(fresh):
+    server, ctl, api = fresh
+    done = ctl.mutate({"op": "late_users", "count": 3, "age_seconds": 600})
+    ctl.mutate({"op": "modify_users", "count": 5})  # a later change, appended after the late ones
+    since = done["modified"][:19] + "Z"
+    rows, _ = walk(api, "POST", "/api/segment/scan", f'FILTER _modified >= "{since}" FROM user', limit=100)
+    assert set(done["uids"]) <= {r["_uid"] for r in rows} and len(rows) == 8
+
+
+def test_add_field_inserts_it_in_the_schema_order(fresh):
+    server, ctl, api = fresh
+    ctl.mutate({"op": "add_field", "name": "aaa_rank", "type": "int", "position": 0, "count": 4})
+    columns = api.get("/api/schema/user").json()["data"]["columns"]
+    assert columns[0]["as"] == "aaa_rank" and columns[0]["type"] == "int"
+
+
+def test_hostile_mode_is_seeded_and_keeps_every_page_a_scan_page(fresh):
+    server, ctl, api = fresh
+
+    def one_walk(seed: int) -> tuple[int, dict[str, int]]:
+        server.backend.hostile_events.clear()
+        ctl.configure(hostile=1, hostile_seed=seed, hostile_rate=0.0, hostile_odds=5.0)
+        rows, pages = walk(api, "POST", "/api/segment/scan", "FILTER * FROM user", limit=50)
+        assert all(set(p) >= {"data", "total", "_next"} for p in pages)
+        return len(rows), dict(server.backend.hostile_events)
+
+    first = one_walk(4)
+    assert first[1], "odds of 5x over several pages: some bad day happened"
+    again = one_walk(4)
+    assert again[1].keys() == first[1].keys()
+    ctl.configure(hostile=0)
+
+
+def test_revoked_key_and_the_vendor_throttle_shape(fresh):
+    server, ctl, api = fresh
+    ctl.configure(revoked=True)
+    r = api.get("/api/segment")
+    assert r.status_code == 401 and r.json() == {"data": None, "message": "Not authorized", "status": 401}
+    ctl.configure(revoked=False)
+    status, headers, body = server.backend.throttle_response()
+    assert status == 429 and "Retry-After" not in headers and b'"Too Many Requests"' in body
