@@ -689,6 +689,7 @@ def synerise_source(
     token_refresh_margin_s: float = S.DEFAULT_TOKEN_REFRESH_MARGIN_S,
     max_attempts: int = 6,
     max_retry_wait: float = 120.0,
+    max_throttle_wait: float = 900.0,
     request_timeout: float = 30.0,
     allow_incomplete: bool = False,
     window_start: Any = None,
@@ -723,6 +724,7 @@ def synerise_source(
         max_connections: HTTP connections to the workspace (an upper bound on concurrent requests).
         token_refresh_margin_s: log in again this long before the JWT expires.
         max_attempts, max_retry_wait, request_timeout: the HTTP retry budget and timeout.
+        max_throttle_wait: seconds one request may spend waiting out 429s (``Retry-After``).
         allow_incomplete: a full read of a list that ends short of the list's own count (or
             keeps changing while it is read, pass after pass) fails its resource, nothing of it
             committed; with this option it is loaded and marked ``incomplete`` in state instead.
@@ -768,7 +770,8 @@ def synerise_source(
         )
     quiet_arrow_hint_warning()
     misfits = Misfits()
-    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait)
+    retry = RetryPolicy(max_attempts=max_attempts, max_total_wait=max_retry_wait,
+                        max_throttle_wait=float(max_throttle_wait))
 
     def make_client() -> SyneriseClient:
         return SyneriseClient(api_key, base_url, timeout=request_timeout, max_connections=connections, retry=retry,
