@@ -66,6 +66,11 @@ from typing import Any
 
 import dlt
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetChecksDefinition,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -86,6 +91,7 @@ from dagster import (
     define_asset_job,
     definitions,
     multi_asset,
+    multi_asset_check,
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
@@ -121,6 +127,12 @@ class VendorSettings:
     dataset_name: str | None = None
     #: dlt's pipelines folder (default: dlt's own, under ``~/.dlt``)
     pipelines_dir: str | None = None
+    #: asset checks ``matches_vendor_counts`` on the scheduled assets (``cdp-sync verify``)
+    verify: bool = True
+    #: a failed check fails the run and blocks what depends on the asset
+    verify_blocking: bool = False
+    #: UTC days sliced one by one (``--days``)
+    verify_days: int = 7
 
     @property
     def pipeline(self) -> str:
@@ -165,6 +177,14 @@ def settings_from_config() -> list[VendorSettings]:
     if table_format and destination != "filesystem":
         raise ValueError(f"cdp_sync.dagster.table_format {table_format} needs the filesystem destination")
     start = str(get("cdp_sync.dagster.start_date") or DEFAULT_START_DATE)
+
+    def flag(v: str, key: str, default: bool) -> bool:
+        value = get(f"cdp_sync.dagster.{v}.{key}")
+        value = get(f"cdp_sync.dagster.{key}") if value is None else value
+        if value is None:
+            return default
+        return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
+
     return [
         VendorSettings(
             vendor=v,
@@ -172,6 +192,9 @@ def settings_from_config() -> list[VendorSettings]:
             table_format=table_format,
             start_date=str(get(f"cdp_sync.dagster.{v}.start_date") or start),
             cron=get(f"cdp_sync.dagster.{v}.cron") or None,
+            verify=flag(v, "verify", True),
+            verify_blocking=flag(v, "verify_blocking", False),
+            verify_days=int(get(f"cdp_sync.dagster.{v}.verify_days") or get("cdp_sync.dagster.verify_days") or 7),
         )
         for v in wanted
     ]
@@ -310,6 +333,80 @@ def scheduled_assets(settings: VendorSettings) -> AssetsDefinition:
     return _assets
 
 
+# -- asset checks: cdp-sync verify --------------------------------------------------------------------------
+
+#: the name of every verification check (one per scheduled asset)
+CHECK_NAME = "matches_vendor_counts"
+
+
+def verification_checks(settings: VendorSettings) -> AssetChecksDefinition:
+    """``cdp-sync verify <vendor>`` as one asset check per scheduled asset,
+    ``matches_vendor_counts``: it fails when a slice of the resource disagrees with the vendor's
+    own count (outside the resource's documented tolerance); each evaluation's metadata holds the
+    slices, and the verification is recorded in ``<dataset>._cdp_verification`` as the CLI records
+    it. A resource the vendor cannot count passes, saying so. ``verify_blocking`` makes the
+    checks blocking: a failure fails the run and blocks what depends on the asset."""
+    vendor = settings.vendor
+    resources = list(_shape(settings).resources)
+    specs = [
+        AssetCheckSpec(CHECK_NAME, asset=AssetKey([vendor, r]), blocking=settings.verify_blocking,
+                       description=f"{settings.dataset}.{r} agrees with {vendor}'s own counts (`cdp-sync verify "
+                                   f"{vendor} --resources {r}`)")
+        for r in resources
+    ]
+
+    @multi_asset_check(name=f"{vendor}_verification", specs=specs, can_subset=True, pool=settings.pool)
+    def _checks(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
+        from pipelines import verify as vf
+
+        wanted = [k.asset_key.path[-1] for k in context.selected_asset_check_keys]
+        try:
+            key = dlt.secrets.get(f"sources.{vendor}.api_key")
+            if not key:
+                from sources.common.errors import ConfigurationError
+
+                raise ConfigurationError(f"{vendor}: no API key; set {VENDORS[vendor].key_env}")
+            base_url = dlt.config.get(f"sources.{vendor}.base_url") or VENDORS[vendor].default_base_url
+            destination = bf.destination_for(settings.destination, settings.pipeline)
+            pipeline = vf.open_pipeline(vendor, settings.pipeline, destination, settings.dataset,
+                                        settings.destination, settings.pipelines_dir)
+            result = vf.verify(vendor, pipeline=pipeline, resources=wanted, days=settings.verify_days,
+                               api_key=str(key), base_url=str(base_url), destination=destination)
+        except Exception as exc:
+            raise _failure(f"{vendor} verification", [(vendor, exc)], vendor) from None
+        for resource in wanted:
+            slices = [r for r in result.results if r.resource == resource]
+            failed = [r for r in slices if r.verdict == vf.DISAGREES]
+            worst = max(failed, key=lambda r: abs(r.difference or 0)) if failed else None
+            counted = [r for r in slices if r.verdict != vf.NOT_COUNTABLE]
+            if worst is not None:
+                text = (f"{len(failed)} of {len(slices)} slices disagree; worst: {worst.slice}: {vendor} counts "
+                        f"{worst.vendor:,}, the destination holds {worst.loaded:,} ({worst.difference:+,})")
+            elif counted:
+                text = f"{len(counted)} slices agree with {vendor}'s counts" + (
+                    f" ({sum(r.verdict == vf.INSIDE for r in slices)} inside tolerance)"
+                    if any(r.verdict == vf.INSIDE for r in slices) else "")
+            else:
+                text = f"not countable: {slices[0].note if slices else 'nothing to count'}"
+            yield AssetCheckResult(
+                asset_key=AssetKey([vendor, resource]),
+                check_name=CHECK_NAME,
+                passed=worst is None,
+                severity=AssetCheckSeverity.ERROR,
+                description=text,
+                metadata={
+                    "slices": MetadataValue.json([
+                        {"slice": r.slice, "vendor": r.vendor, "loaded": r.loaded, "difference": r.difference,
+                         "verdict": r.verdict, **({"note": r.note} if r.note else {})} for r in slices]),
+                    "disagreeing": MetadataValue.int(len(failed)),
+                    "verified_at": result.verified_at.isoformat(),
+                    "recorded_in": result.recorded or "",
+                },
+            )
+
+    return _checks
+
+
 # -- daily window assets ---------------------------------------------------------------------------------
 
 
@@ -418,6 +515,7 @@ class VendorDefinitions:
     windows: AssetsDefinition | None
     job: Any  # an asset job (dagster's UnresolvedAssetJobDefinition)
     schedule: ScheduleDefinition
+    checks: AssetChecksDefinition | None = None
 
 
 def vendor_definitions(settings: VendorSettings) -> VendorDefinitions:
@@ -437,7 +535,8 @@ def vendor_definitions(settings: VendorSettings) -> VendorDefinitions:
         default_status=DefaultScheduleStatus.STOPPED,
         description=f"The scheduled incremental run of {vendor} ({settings.schedule_cron}, UTC).",
     )
-    return VendorDefinitions(settings, scheduled, window_assets(settings), job, schedule)
+    checks = verification_checks(settings) if settings.verify else None
+    return VendorDefinitions(settings, scheduled, window_assets(settings), job, schedule, checks)
 
 
 def build_definitions(settings: Sequence[VendorSettings] | None = None) -> Definitions:
@@ -449,6 +548,7 @@ def build_definitions(settings: Sequence[VendorSettings] | None = None) -> Defin
     parts = [vendor_definitions(s) for s in (settings if settings is not None else settings_from_config())]
     return Definitions(
         assets=[a for p in parts for a in (p.scheduled, p.windows) if a is not None],
+        asset_checks=[p.checks for p in parts if p.checks is not None],
         jobs=[p.job for p in parts],
         schedules=[p.schedule for p in parts],
         resources={"dlt": DagsterDltResource()},
