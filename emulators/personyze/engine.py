@@ -144,6 +144,8 @@ _FLOAT_TEXT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z")
 _DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?\Z")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Za-z])(?=[0-9])")
 _MASK64 = 0xFFFFFFFFFFFFFFFF
+#: the "visible at request n" of a row held by ``hold_rows`` (released only by ``release_rows``)
+_HELD = 2**62
 
 
 @dataclass
@@ -847,9 +849,10 @@ class PersonyzeEngine:
             if "hostile_seed" in options or "hostile" in options:
                 self._hostile_rng = random.Random(self._D.derive_seed(self.seed, "hostile", trial.hostile_seed))
             if not trial.hostile and self._pending:  # a quiet emulator shows every row it took
-                for _at, table, row in self._pending:
+                due = [p for p in self._pending if p[0] < _HELD]
+                self._pending = [p for p in self._pending if p[0] >= _HELD]  # hold_rows: until released
+                for _at, table, row in due:
                     self.tables[table].insert(row)
-                self._pending = []
             return trial.as_dict()
 
     def state(self) -> dict[str, int]:
@@ -1763,12 +1766,14 @@ class PersonyzeEngine:
         rr = self._mrng()
         users = self.tables["users"]
         slots = self._users_from_op(op, rr)
-        now = self.clock.now_s()
+        # a change committed late: its data_last_modified is when it was written, seconds ago
+        # (never before the profile's previous value)
+        now = self.clock.now_s() - self._arg_int(op, "late_seconds", 0)
         uid = users.getter("user_id")
         for i, s in enumerate(slots):
             new = dict(users.row(s))
             new["custom_t_3"] = f"edited {self._mutations}.{i}"
-            new["data_last_modified"] = now
+            new["data_last_modified"] = max(now, (new.get("data_last_modified") or 0) + 1)
             users.set_row(s, new)
         return {"user_ids": sorted(uid(s) for s in slots)}
 
@@ -1856,6 +1861,37 @@ class PersonyzeEngine:
                 changed += 1
         return {"rows": changed}
 
+    def _append_table(self, op: dict[str, Any]) -> Table:
+        name = op.get("table")
+        if name not in ("events", "sessions_archive"):
+            raise MutationError(f"{op['op']}: 'table' must be 'events' or 'sessions_archive'")
+        return self.tables[name].load()
+
+    def _op_hold_rows(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Take ``count`` new ids of ``table`` whose rows stay invisible until ``release_rows``:
+        a transaction that committed after later ids did (out-of-order commits)."""
+        t = self._append_table(op)
+        count = self._arg_int(op, "count", minimum=1)
+        rr = self._mrng()
+        now = self.clock.now_s()
+        ids = []
+        for _ in range(count):
+            rid = t.assign_pk()
+            users = self._some_user_id(rr)
+            row = (self.data.new_event(rr, rid, now, users) if t.spec.name == "events"
+                   else self.data.new_session(rr, rid, now, users))
+            self._pending.append((_HELD, t.spec.name, row))
+            ids.append(rid)
+        return {"ids": ids}
+
+    def _op_release_rows(self, op: dict[str, Any]) -> dict[str, Any]:
+        t = self._append_table(op)
+        held = [p for p in self._pending if p[0] == _HELD and p[1] == t.spec.name]
+        self._pending = [p for p in self._pending if p not in held]
+        for _at, _table, row in held:
+            t.insert(row)
+        return {"ids": [row["id"] for _at, _table, row in held]}
+
     def _op_hostile_log(self, op: dict[str, Any]) -> dict[str, Any]:
         """What hostile mode changed so far, by kind (``reset``: start counting afresh), and
         how many rows are taken but not visible yet."""
@@ -1882,7 +1918,9 @@ class PersonyzeEngine:
 #: op name → (method, parameters it takes)
 _MUTATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "advance_clock": ("_op_advance_clock", ("seconds",)),
-    "modify_users": ("_op_modify_users", ("count", "user_ids")),
+    "modify_users": ("_op_modify_users", ("count", "user_ids", "late_seconds")),
+    "hold_rows": ("_op_hold_rows", ("table", "count")),
+    "release_rows": ("_op_release_rows", ("table",)),
     "add_users": ("_op_add_users", ("count",)),
     "delete_users": ("_op_delete_users", ("count", "user_ids")),
     "add_events": ("_op_add_events", ("count", "late_seconds")),

@@ -495,3 +495,76 @@ def test_hostile_emulator_then_a_quiet_run_is_exact(emu, ctl, make_pipeline, tmp
     with connect(tmp_path) as con:
         for spec in ALL_TABLES:
             assert_table_equals(con, "data", spec, ctl.export(spec.name))
+
+
+def _now(ctl: Any) -> int:
+    return int(ctl.mutate({"op": "advance_clock", "seconds": 0})["now"])
+
+
+def test_users_committed_late_load_within_the_lookback_not_beyond(emu, ctl, make_pipeline, tmp_path):
+    """The documented limit (README, Limits): a profile change that becomes visible with a
+    data_last_modified up to 300 s behind the newest one loaded is loaded; further behind, not."""
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users"))
+    ctl.mutate({"op": "advance_clock", "seconds": 1000})
+    ctl.mutate({"op": "modify_users", "count": 3})
+    run(pipeline, source(emu, "users"))
+    cursor = pipeline.state["sources"]["personyze"]["resources"]["users"]["cursor"]
+    ctl.mutate({"op": "advance_clock", "seconds": 5})
+    inside = ctl.mutate({"op": "modify_users", "count": 4, "late_seconds": _now(ctl) - cursor + 280})
+    beyond = ctl.mutate({"op": "modify_users", "count": 2, "late_seconds": _now(ctl) - cursor + 330})
+    counts = run(pipeline, source(emu, "users"))
+    assert counts["users"] == 4
+    truth = {r["user_id"]: r for r in ctl.export("users")}
+    assert all(cursor - 300 <= truth[u]["data_last_modified"] < cursor for u in inside["user_ids"])
+    assert all(truth[u]["data_last_modified"] < cursor - 300 for u in beyond["user_ids"])
+    with connect(tmp_path) as con:
+        loaded = dict(con.execute("select user_id, custom_t_3 from data.users").fetchall())
+    assert all(loaded[u] == truth[u]["custom_t_3"] for u in inside["user_ids"])
+    assert all(loaded[u] != truth[u]["custom_t_3"] for u in beyond["user_ids"]), "beyond the limit: not loaded"
+
+
+@pytest.mark.parametrize("table", ["events", "sessions_archive"])
+def test_ids_visible_out_of_order_load_within_the_id_lookback_not_beyond(emu, ctl, make_pipeline, tmp_path, table):
+    """The documented limit: an id committed out of order (visible after later ids were loaded)
+    is loaded when it is at most 100 ids below the highest id loaded; further below, not."""
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, table))
+    add = "add_events" if table == "events" else "add_sessions"
+    near = ctl.mutate({"op": "hold_rows", "table": table, "count": 1})["ids"]
+    ctl.mutate({"op": add, "count": 90})
+    run(pipeline, source(emu, table))
+    ctl.mutate({"op": "release_rows", "table": table})
+    far = ctl.mutate({"op": "hold_rows", "table": table, "count": 1})["ids"]
+    ctl.mutate({"op": add, "count": 150})
+    counts = run(pipeline, source(emu, table))
+    assert counts[table] == 1 + 150  # the late id near the cursor, and the new ones
+    ctl.mutate({"op": "release_rows", "table": table})
+    assert run(pipeline, source(emu, table)).get(table, 0) == 0
+    with connect(tmp_path) as con:
+        loaded = {r[0] for r in con.execute(f"select id from data.{table}").fetchall()}
+    assert set(near) <= loaded
+    assert not set(far) & loaded, "beyond the id lookback: not loaded"
+
+
+def test_summary_changed_beyond_the_window_is_not_reloaded(emu, ctl, make_pipeline, tmp_path):
+    """The documented limit: the last 3 days of summary_actions are re-read; a change to an
+    older day is not loaded."""
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "summary_actions"))
+    changed = ctl.mutate({"op": "update_summaries", "days": 5})
+    counts = run(pipeline, source(emu, "summary_actions"))
+    assert counts["summary_actions"] == changed["rows"] * 3 // 5
+    expected = {(r["date"], r["action_id"]): r["impressions"] for r in ctl.export("summary_actions")}
+    days = sorted({d for d, _a in expected})
+    with connect(tmp_path) as con:
+        loaded = {
+            (d.strftime("%Y-%m-%d %H:%M:%S"), a): i
+            for d, a, i in con.execute(
+                "select date at time zone 'UTC', action_id, impressions from data.summary_actions"
+            ).fetchall()
+        }
+    for day in days[-3:]:
+        assert all(loaded[k] == v for k, v in expected.items() if k[0] == day), day
+    for day in days[-5:-3]:
+        assert all(loaded[k] != v for k, v in expected.items() if k[0] == day), day
