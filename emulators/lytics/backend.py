@@ -84,6 +84,7 @@ OPTIONS = {
     "short_scans": None,  # {"page": N, "drop": M, "times": K}
     "repeat_rows": None,  # {"page": N, "count": M, "stale": "first"|"last", "times": K}
     "clamp_limit": None,  # serve at most this many rows a page, whatever limit asks
+    "unbucketed": 0,  # this many users (the first slots) are in no splits bucket: split scans miss them
     "revoked": False,  # the API key is refused (401), as after a revocation mid-run
     "hostile": 0,
     "hostile_seed": None,
@@ -418,6 +419,9 @@ class LyticsBackend:
             candidates = acct.bucket_slots(buckets)
         else:
             candidates = range(acct.n_users)
+        hidden = int(self.options.get("unbucketed") or 0)
+        if buckets is not None and hidden:
+            candidates = [c for c in candidates if c >= hidden]
         if isinstance(expr, All):
             return candidates
         return [s for s in candidates if self._user_matches(matches, s, now)]

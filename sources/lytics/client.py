@@ -386,9 +386,12 @@ class LyticsClient:
         stats = stats if stats is not None else ScanStats()
         decided: dict[str, bool] = {}
 
+        first_total: list[int | None] = [None]
+
         def first(p: ScanPaginator) -> bool:
             long = p.has_next_page and p.total is not None and p.total > self.scan_limit * split_min_pages
             decided["split"] = workers > 1 and long
+            first_total[0] = p.total
             return not decided["split"]
 
         yield from self.scan_pages(spec, fields=fields, stats=stats, first=first, key=key)
@@ -400,7 +403,14 @@ class LyticsClient:
             (lambda g=g: self.scan_pages(spec, splits=g, fields=fields, stats=stats, key=key))  # type: ignore[misc]
             for g in groups
         ]
+        before = stats.reported_total
         yield from concurrent_pages(tasks, workers, name="lytics-scan")
+        # the bucket scans partition the scan: together they count what its first page counted
+        split_total = stats.reported_total - before
+        if first_total[0] is not None and split_total < first_total[0]:
+            what = f"{spec.describe()}: total {first_total[0]}, its bucket scans' totals add up to {split_total}"
+            stats.short.append(what)
+            logger.warning("lytics: a scan ended short of its total (%s)", what)
 
     def close(self) -> None:
         self.http.close()

@@ -176,6 +176,16 @@ def test_load_incomplete_loads_what_was_read_marks_it_and_the_next_run_repeats_t
         assert_users_equal(con, ctl)
 
 
+def test_bucket_scans_that_add_up_to_less_than_the_scans_total_are_a_short_read(emu, ctl, make_pipeline):
+    # each bucket scan is complete against its own total; together they miss 5 users
+    ctl.configure(unbucketed=5)
+    pipeline = make_pipeline()
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(pipeline, source(emu, "users", scan_workers=2, scan_splits=4, split_min_pages=2))
+    assert f"total {SCALE}, its bucket scans' totals add up to {SCALE - 5}" in str(root(failed.value))
+    assert users_state(pipeline) == {}
+
+
 def test_a_short_content_scan_fails_too(emu, ctl, make_pipeline):
     ctl.configure(short_scans={"page": 1, "drop": 2})
     with pytest.raises(PipelineStepFailed) as failed:
