@@ -15,6 +15,9 @@ The source is passed *uncalled*: the helper calls it inside the task, so its API
 there (from ``SOURCES__<VENDOR>__API_KEY`` in the worker's environment, or dlt's secrets, which
 the helper also reads from the Airflow Variable ``dlt_secrets_toml``), never when the scheduler
 parses this file. ``max_active_runs=1``: two incremental runs of one pipeline never overlap.
+After the load, the task ``verify`` runs ``cdp-sync verify <vendor>``
+(:func:`pipelines.verify.run_verification`: the loaded tables against the vendor's own counts,
+recorded in ``<vendor>_data._cdp_verification``); a disagreeing slice fails it, naming the slice.
 The data interval plays no part: the sources keep their own keyset cursor (not dlt's
 ``incremental``, so ``allow_external_schedulers`` does not apply) and each run carries on from it.
 
@@ -50,6 +53,7 @@ from dlt.helpers.airflow_helper import PipelineTasksGroup
 from pipelines.backfill import backfill_resources, destination_for, run_window, window_for_interval
 from pipelines.destinations import loader_file_format
 from pipelines.vendors import VENDORS
+from pipelines.verify import run_verification
 
 try:  # Airflow 3
     from airflow.sdk import dag, task
@@ -97,6 +101,17 @@ def scheduled_dag(vendor: str) -> Any:
             retries=0,
             provide_context=True,
         )
+
+        @task(task_id="verify", retries=0)
+        def verify() -> dict[str, Any]:
+            # `cdp-sync verify <vendor>`: the state comes back from the destination into a
+            # throw-away folder; a disagreeing slice raises (the task fails, naming it)
+            with tempfile.TemporaryDirectory(prefix="cdp-sync-verify-") as pipelines_dir:
+                result = run_verification(vendor, destination=DESTINATION, pipeline_name=vendor,
+                                          dataset_name=f"{vendor}_data", pipelines_dir=pipelines_dir)
+            return {"summary": result.summary(), "recorded_in": result.recorded}
+
+        tasks >> verify()
 
     return incremental()
 

@@ -406,3 +406,45 @@ def format_table(result: Verification) -> list[str]:
         note = f"  ({r.note})" if r.note and r.verdict != AGREES else ""
         lines.append(f"  {r.resource:<22} {r.slice:<34} {vendor:>10} {loaded:>10} {diff:>10}  {r.verdict}{note}".rstrip())
     return lines
+
+
+# --------------------------------------------------------------------------- for orchestrators
+
+
+class VerificationFailed(Exception):
+    """A verification in which a slice disagrees (its message: the worst slice, one line)."""
+
+    def __init__(self, result: Verification) -> None:
+        super().__init__(result.error_line() or "verification failed")
+        self.result = result
+
+
+def run_verification(vendor: str, *, destination: str = "duckdb", pipeline_name: str | None = None,
+                     dataset_name: str | None = None, pipelines_dir: str | None = None,
+                     resources: Iterable[str] | None = None, days: int = DEFAULT_DAYS,
+                     raise_on_disagreement: bool = True) -> Verification:
+    """``cdp-sync verify <vendor>`` from Python (an Airflow task, a script): credentials the dlt
+    way, the pipeline's state from ``pipelines_dir`` or, on a fresh machine, from the destination.
+    Raises :class:`VerificationFailed` when a slice disagrees (unless ``raise_on_disagreement``
+    is false), :class:`VerifyInputError` on bad input."""
+    import dlt
+
+    from pipelines.backfill import destination_for
+    from pipelines.vendors import VENDORS
+
+    if vendor not in VENDORS:
+        raise VerifyInputError(f"unknown vendor {vendor!r}; known: {', '.join(sorted(VENDORS))}")
+    v = VENDORS[vendor]
+    key = dlt.secrets.get(f"{v.section}.api_key")
+    if not key:
+        raise VerifyInputError(f"{vendor}: no API key; set {v.key_env} or api_key under [{v.section}] in .dlt/secrets.toml")
+    base_url = dlt.config.get(f"{v.section}.base_url") or v.default_base_url
+    pipeline_name = pipeline_name or vendor
+    dataset_name = dataset_name or f"{vendor}_data"
+    dest = destination_for(destination, pipeline_name)
+    pipeline = open_pipeline(vendor, pipeline_name, dest, dataset_name, destination, pipelines_dir)
+    result = verify(vendor, pipeline=pipeline, resources=resources, days=days, api_key=str(key),
+                    base_url=str(base_url), destination=dest)
+    if raise_on_disagreement and not result.ok:
+        raise VerificationFailed(result)
+    return result

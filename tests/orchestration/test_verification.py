@@ -97,3 +97,33 @@ def test_the_scheduled_job_runs_the_checks_and_the_settings_read_them(monkeypatc
     specs = {s.asset_key: s for s in dd.verification_checks(settings["posthog"]).check_specs}
     assert specs[EVENTS].blocking
     assert dd.vendor_definitions(settings["lytics"]).checks is None
+
+
+def test_the_airflow_dag_verifies_after_the_load():
+    import ast
+
+    tree = ast.parse(Path(dd.__file__).with_name("airflow_dag.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run_verification"]
+    assert len(calls) == 1 and calls[0].args[0].id == "vendor"
+    shifts = [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)]
+    assert any(getattr(s.left, "id", None) == "tasks" and getattr(s.right.func, "id", None) == "verify" for s in shifts)
+
+
+def test_run_verification_restores_the_state_from_the_destination_as_an_airflow_task_does(posthog, tmp_path,
+                                                                                           monkeypatch):
+    """The Airflow task's path: a fresh dlt folder, the pipeline's state and schema restored from
+    the destination; a disagreement raises naming the slice."""
+    from pipelines import verify as vf
+    from tests.support import cli_env
+    from tests.verify.helpers import cli
+
+    env = cli_env("posthog", posthog, tmp_path)
+    assert cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events").returncode == 0
+    fresh = tmp_path / "fresh"
+    result = vf.run_verification("posthog", pipelines_dir=str(fresh), days=2)
+    assert result.ok and result.count(vf.AGREES) == 3 and result.recorded == f"{DATASET}._cdp_verification"
+    day = _lose_a_day(tmp_path)
+    with pytest.raises(vf.VerificationFailed, match=f"posthog events {day} project .* disagrees"):
+        vf.run_verification("posthog", pipelines_dir=str(tmp_path / "fresher"), days=3)
+    with pytest.raises(vf.VerifyInputError, match="no resource nope"):
+        vf.run_verification("posthog", pipelines_dir=str(fresh), resources=["nope"])
