@@ -127,3 +127,14 @@ def test_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_path):
     assert_all(concurrent)
     with connect(tmp_path, "concurrent.duckdb") as con:
         assert table_rows(con, "users", "_uid") == one_at_a_time
+
+
+def test_a_window_whose_scan_ends_short_of_its_total_fails_and_is_not_recorded_done(emu, ctl, tmp_path):
+    ctl.configure(short_scans={"page": 1, "drop": 2, "times": 1})
+    results = backfill(emu, "lytics", "users", T1, T2, "30d", tmp_path, workers=1, scan_workers=1)
+    assert [r.status for r in results] == [FAILED, DONE, DONE]
+    assert "short of its total" in str(results[0].error)
+    rerun = backfill(emu, "lytics", "users", T1, T2, "30d", tmp_path, workers=1, scan_workers=1)
+    assert [r.status for r in rerun] == [DONE, SKIPPED, SKIPPED]
+    with connect(tmp_path) as con:
+        assert_users_equal(con, ctl, users_in(ctl, T1, T2))
