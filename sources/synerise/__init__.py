@@ -417,7 +417,7 @@ class Walk:
         self.repeated = 0
         self.newer_copies = 0
         self.history: list[dict[str, Any]] = []
-        #: every key read -> the newest version read of it
+        #: every key read -> the modification field (as sent) of the newest copy handed on
         self.seen: dict[Any, Any] = {}
 
     def info(self) -> dict[str, Any]:
@@ -428,11 +428,13 @@ class Walk:
 
 def complete_walk(
     label: str, read_pass: Callable[[], Iterable[tuple[int | None, list[dict[str, Any]]]]],
-    key: Callable[[dict[str, Any]], Any], walk: Walk, *, version: Callable[[dict[str, Any]], Any] | None = None,
+    key: Callable[[dict[str, Any]], Any], walk: Walk, *, version_field: str | None = None,
+    version: Callable[[Any], Any] | None = None,
     count: Callable[[], int | None] | None = None, max_passes: int = 3,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every row of a list read by offset or page index while it may change (contract §3: these
-    lists are live), each key once, plus later copies that are newer by ``version``.
+    lists are live), each key once, plus later copies that are newer by their modification field
+    (``row[version_field]``, made comparable by ``version``; ``None`` when it cannot be).
 
     ``read_pass()`` walks the list once, yielding ``(stated size or None, rows)`` per page;
     ``count()`` (optional) states the size before and after a pass when the pages do not. A pass
@@ -462,14 +464,16 @@ def complete_walk(
                 if k in in_pass:
                     repeats += 1
                 in_pass.add(k)
-                v = version(row) if version is not None else None
+                raw = row.get(version_field) if version_field is not None else None
                 if k not in seen:
-                    seen[k] = v
+                    seen[k] = raw  # the version as sent: parsed only if the key repeats
                     out.append(row)
                     continue
                 old = seen[k]
-                if v is not None and (old is None or _newer(v, old)):
-                    seen[k] = v  # read again and newer: its newer copy must land (dedup keeps it)
+                v = version(raw) if version is not None else None
+                w = version(old) if version is not None else None
+                if v is not None and (w is None or _newer(v, w)):
+                    seen[k] = raw  # read again and newer: its newer copy must land (dedup keeps it)
                     walk.newer_copies += 1
                     out.append(row)
                 else:
@@ -815,13 +819,12 @@ def synerise_source(
             for page in api.profile_pages(v4_page):
                 yield None, page
 
-        def version(p: dict[str, Any]) -> Any:
-            v = _ts(p.get("lastActivityDate"))
-            return v if type(v) is int else None
+        def version(raw: Any) -> Any:
+            return _version(_ts(raw))
 
         def rows() -> Iterator[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
-            for page in complete_walk("profiles", read_pass, lambda p: p.get("clientId"), walk, version=version,
-                                      count=api.profile_count):
+            for page in complete_walk("profiles", read_pass, lambda p: p.get("clientId"), walk,
+                                      version_field="lastActivityDate", version=version, count=api.profile_count):
                 out = [profile_row(p) for p in page]
                 for row, _ in out:
                     if row.get("previous_clients"):
@@ -1023,7 +1026,7 @@ def synerise_source(
 
     def _catalog_walk(api: SyneriseClient, walk: Walk) -> Iterator[list[dict[str, Any]]]:
         return complete_walk("catalogs", lambda: api.catalog_pages(cat_page), lambda b: b.get("id"), walk,
-                             version=lambda b: _version(_ts(b.get("lastModified"))))
+                             version_field="lastModified", version=lambda raw: _version(_ts(raw)))
 
     def catalogs() -> Iterator[pa.Table]:
         progress = ProgressLog(S.VENDOR, "catalogs")
@@ -1109,7 +1112,7 @@ def synerise_source(
             walk = Walk()
             with shared.use() as api:
                 pages = complete_walk(spec.name, lambda: mapped_pages(api), lambda r: r.get(key), walk,
-                                      version=lambda r: _version(r.get("modified_at")))
+                                      version_field="modified_at", version=_version)
                 rows = _newest(pages, lambda r: r.get(key))
             _finish_walk(spec.name, walk, state, allow_incomplete)
             progress.update(len(rows), len(rows))
