@@ -311,6 +311,25 @@ def test_a_token_revoked_mid_scan_fails_at_once(emu, ctl, make_pipeline):
     assert len(refused) <= 2 * 4, "the 4 workers stop after the first 401"
 
 
+def test_a_401_cuts_short_another_bucket_scans_wait_on_a_429(emu, ctl, make_pipeline):
+    # two bucket scans at once: the second is refused at once, the first is throttled a moment
+    # later and told to wait 120 s; the run must end with the 401 instead of waiting that out
+    ctl.add_faults([
+        {"path": "splits=0%2C", "method": "POST", "repeat": True, "actions": [
+            {"status": 429, "latency_ms": 400, "json": {"status": 429, "message": "Too Many Requests"},
+             "headers": {"Retry-After": "120"}}]},
+        {"path": "splits=25%2C", "method": "POST", "repeat": True, "actions": [
+            {"status": 401, "json": {"data": None, "message": "Not authorized", "status": 401}}]},
+    ])
+    started = time.monotonic()
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(make_pipeline(), source(emu, "users", scan_workers=2, scan_splits=4, split_min_pages=2))
+    err = root(failed.value)
+    assert isinstance(err, AuthError) and err.status == 401
+    assert time.monotonic() - started < 20
+    assert [e["status"] for e in ctl.requests() if "splits=0%2C" in e["query"]] == [429]
+
+
 def _tables(tmp_path: Path) -> set[str]:
     with connect(tmp_path) as con:
         return {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
