@@ -49,10 +49,13 @@ Where the contract is unknown the stricter choice is made (see ``emulators/posth
 from __future__ import annotations
 
 import base64
+import dataclasses
 import bisect
 import datetime as dt
 import hashlib
+import itertools
 import math
+import random
 import threading
 import time
 import urllib.parse
@@ -105,6 +108,8 @@ DEFAULT_RATES: dict[str, list[tuple[int, int]]] = {
     "crud": [(480, 60), (4800, 3600)],
 }
 LEGACY_QUERY_RATES = [(120, 3600)]
+#: PostHog's own bad days in hostile mode (option ``hostile_kinds`` picks some; default all)
+HOSTILE_KINDS = ("short_page", "clamp", "persons_shift")
 TIMEZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata")
 #: cached query results kept (least recently stored dropped first), so memory stays bounded
 CACHE_ENTRIES = 64
@@ -162,10 +167,15 @@ class Options:
     legacy_events_truncate_long_windows: bool = False
     legacy_events_repeat_next: bool = False
     render_cache_mb: float = 512
+    hostile: int = 0
+    hostile_seed: int | None = None
+    hostile_vendor_rate: float = 0.05
+    hostile_kinds: Any = None
 
     RUNTIME = ("persons_shape", "rate_limits", "query_throttle", "throttle_by", "send_retry_after",
                "query_concurrency", "query_timeout_rows", "query_max_rows", "cache_ttl_seconds", "async_polls",
-               "legacy_events_truncate_long_windows", "legacy_events_repeat_next", "render_cache_mb")
+               "legacy_events_truncate_long_windows", "legacy_events_repeat_next", "render_cache_mb",
+               "hostile", "hostile_seed", "hostile_vendor_rate", "hostile_kinds")
 
     def check(self) -> None:
         if self.persons_shape not in ("code", "docs"):
@@ -183,6 +193,11 @@ class Options:
         if not isinstance(self.render_cache_mb, (int, float)) or isinstance(self.render_cache_mb, bool) \
                 or self.render_cache_mb < 0:
             raise MutationError("render_cache_mb is a number of megabytes, 0 or more")
+        if not 0 <= float(self.hostile_vendor_rate) <= 1:
+            raise MutationError("hostile_vendor_rate is a probability between 0 and 1")
+        if self.hostile_kinds is not None and (
+                not isinstance(self.hostile_kinds, list) or not set(self.hostile_kinds) <= set(HOSTILE_KINDS)):
+            raise MutationError(f"hostile_kinds is a list of {', '.join(HOSTILE_KINDS)} (or null: all)")
         if not (self.rate_limits is True or self.rate_limits is False or isinstance(self.rate_limits, dict)):
             raise MutationError("rate_limits is true, false or {bucket: [[requests, seconds], ...]}")
         if isinstance(self.rate_limits, dict):
@@ -284,6 +299,11 @@ class PostHogBackend:
         self._summary_cache: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self._table_cache: dict[int, dict[str, hogql.Table]] = {}
         self.row_cache = RowCache(int(self.opts.render_cache_mb * 2**20))
+        self._hostile_random = random.Random(self.opts.hostile_seed)
+        #: what hostile mode did, by kind (tests read it through ``GET /_emulator/tables/hostile``)
+        self.hostile_log: list[dict[str, Any]] = []
+        #: every person deleted (control plane or hostile mode): ``{"project_id", "uuid"}``
+        self.deleted_persons: list[dict[str, Any]] = []
 
     # -- data ----------------------------------------------------------------------------
 
@@ -364,7 +384,35 @@ class PostHogBackend:
                 self.throttles.clear()
             if "render_cache_mb" in options:
                 self.row_cache.resize(int(self.opts.render_cache_mb * 2**20))
+            if "hostile_seed" in options or "hostile" in options:
+                self._hostile_random = random.Random(self.opts.hostile_seed)
             return {name: getattr(self.opts, name) for name in Options.RUNTIME}
+
+    # -- hostile mode: PostHog's own bad days ----------------------------------------------
+
+    def _hostile(self, kind: str, **detail: Any) -> bool:
+        """With ``hostile`` on: ``True`` at ``hostile_vendor_rate`` (seeded by ``hostile_seed``),
+        and the event is logged (``GET /_emulator/tables/hostile``)."""
+        if not self.opts.hostile or (self.opts.hostile_kinds is not None and kind not in self.opts.hostile_kinds):
+            return False
+        with self._lock:
+            if self._hostile_random.random() >= float(self.opts.hostile_vendor_rate):
+                return False
+            self.hostile_log.append({"kind": kind, **detail})
+            return True
+
+    def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
+        """PostHog's 429: the DRF throttle envelope, the wait only in ``detail`` (no Retry-After)."""
+        with self._lock:
+            wait = self._hostile_random.choice((1, 1, 2))
+        body = {"type": "throttled_error", "code": "throttled", "detail": throttled_detail(wait), "attr": None}
+        return 429, {"content-type": "application/json"}, orjson.dumps(body)
+
+    def unauthorized_response(self) -> tuple[int, dict[str, str], bytes]:
+        """PostHog's 401 for a key that was revoked (or never existed)."""
+        body = {"type": "authentication_error", "code": "authentication_failed",
+                "detail": "Personal API key found in request Authorization header is invalid.", "attr": None}
+        return 401, {"content-type": "application/json"}, orjson.dumps(body)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -545,6 +593,16 @@ class PostHogBackend:
         limit = self._int_param(request, "limit", 100) or 100
         offset = self._int_param(request, "offset", 0)
         store = project.persons
+        if offset > 0 and store.alive > 1 and self._hostile("persons_shift", project_id=project.id, offset=offset):
+            # a person on an earlier page is deleted (or merged into another) between two pages:
+            # every later person moves one place up, the one at the page boundary to the page
+            # already read (the contract's warning, §2.3)
+            with self._lock:
+                k = self._hostile_random.randrange(min(offset, store.alive))
+                victim = next(itertools.islice(store.newest_first(k), 1), None)
+                if victim is not None:
+                    self.deleted_persons.append({"project_id": project.id, "uuid": store.person(victim).uuid})
+                    store.delete([victim])
         filtered = self._person_filter(store, params)
         if filtered is None:
             indices = []
@@ -816,8 +874,12 @@ class PostHogBackend:
                            f"Exceeded maximum concurrency limit: {limit} for key: api_query_concurrency_team_"
                            f"{project.id} and task: {query_id}")
         try:
-            ctx = hogql.Context(ZoneInfo(project.timezone), self.now(), self.opts.query_timeout_rows,
-                                int(self.opts.query_max_rows))
+            max_rows = int(self.opts.query_max_rows)
+            if self._hostile("clamp", project_id=project.id):
+                # a LIMIT clamped below the one asked (reported in ``limit``, as PostHog does)
+                with self._lock:
+                    max_rows = self._hostile_random.randint(1, max(1, min(max_rows, 500)))
+            ctx = hogql.Context(ZoneInfo(project.timezone), self.now(), self.opts.query_timeout_rows, max_rows)
             try:
                 result = hogql.execute(sql, values, self._tables(project), ctx)
             except hogql.HogQLError as e:
@@ -827,6 +889,13 @@ class PostHogBackend:
         finally:
             with self._lock:
                 self._in_flight[project.id] -= 1
+        results = result.results
+        if result.limit > 1 and len(results) == result.limit and self._hostile("short_page", project_id=project.id):
+            # the execution budget ran out: fewer rows than the LIMIT, nothing says so (the
+            # documented end-of-data signal, given too early; the stricter reading of §3.1's
+            # partial pages): only a count of the range can tell
+            with self._lock:
+                results = results[: self._hostile_random.randrange(result.limit)]
         now = dt.datetime.now(dt.UTC)
         response = {
             "cache_key": cache_key,
@@ -837,7 +906,7 @@ class PostHogBackend:
             "timezone": project.timezone,
             "columns": result.columns,
             "types": result.types,
-            "results": result.results,
+            "results": results,
             "hasMore": result.has_more,
             "limit": result.limit,
             "offset": 0,
@@ -1013,7 +1082,7 @@ class PostHogBackend:
 
     def _duplicate_events(self, op: dict[str, Any]) -> dict[str, Any]:
         """``count`` stored events (spread evenly over the project's generated events) stored a
-        second time, as PostHog's ClickHouse tables (ReplacingMergeTree) keep an event sent twice
+        second time (``shift_seconds``: the copy's timestamp that much later), as PostHog's ClickHouse tables (ReplacingMergeTree) keep an event sent twice
         until they merge their parts: until then every query returns both copies, side by side in
         ``(timestamp, uuid)`` order. Inferred, not documented; the stricter behaviour."""
         project = self._project_arg(op)
@@ -1021,6 +1090,11 @@ class PostHogBackend:
         n = min(self._count(op), store.n)
         step = max(1, store.n // n)
         copies = [store.base_event(i) for i in range(0, store.n, step)][:n]
+        shift = int(float(op.get("shift_seconds", 0)) * US)
+        if shift:
+            # the same event sent again with another timestamp: a different ClickHouse sort key,
+            # so the copies are never merged and never come back side by side
+            copies = [dataclasses.replace(e, ts=e.ts + shift) for e in copies]
         store.add(copies)
         self._summary_cache.clear()
         return {"project_id": project.id, "uuids": [e.uuid for e in copies], "count": len(copies)}
@@ -1055,6 +1129,7 @@ class PostHogBackend:
         picked = self._pick_persons(project, self._count(op))
         uuids = [project.persons.person(i).uuid for i in picked]
         project.persons.delete(picked)
+        self.deleted_persons += [{"project_id": project.id, "uuid": u} for u in uuids]
         return {"project_id": project.id, "uuids": uuids}
 
     def _object_table(self, op: dict[str, Any]) -> str:
@@ -1107,6 +1182,12 @@ class PostHogBackend:
         out: list[dict[str, Any]] = []
         if table == "projects":
             return [self.render_project(p) for p in sorted(self.projects.values(), key=lambda p: p.id)]
+        if table == "hostile":
+            with self._lock:
+                return list(self.hostile_log)
+        if table == "deleted_persons":
+            with self._lock:
+                return list(self.deleted_persons)
         for project in self.projects.values():
             if table == "events":
                 tz = ZoneInfo(project.timezone)
