@@ -139,3 +139,51 @@ def test_a_load_over_the_duckdb_memory_cap_finishes_uncapped_with_a_warning(emu,
         assert_table_equals(con, "personyze_data", S.USERS, ctl.export("users"))
         ids = con.execute("select count(*), count(distinct id) from personyze_data.events").fetchone()
     assert ids[0] == ids[1] == len(ctl.export("events"))
+
+
+def test_killed_while_loading_then_rerun_loads_every_row_once(emu, ctl, tmp_path):
+    """Issue 11, class 7: a SIGKILL at the load step leaves a package the next run finishes; no
+    table may take a second copy (every Personyze table merges on its key or is replaced)."""
+    env = cli_env(emu, tmp_path)
+    packages = tmp_path / "dlt_data" / "pipelines" / "personyze" / "load" / "normalized"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "personyze"],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            if packages.is_dir() and any(packages.iterdir()):
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before its load step could be interrupted"
+    assert any(packages.iterdir()), "a package was left to finish"
+    result = cdp_sync("run", "personyze", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / "personyze.duckdb"), read_only=True) as con:
+        for spec in (S.USERS, S.EVENTS, S.SESSIONS_ARCHIVE, S.SUMMARY_ACTIONS, S.PRODUCTS, S.ARTICLES,
+                     *S.SMALL_TABLES):
+            assert_table_equals(con, "personyze_data", spec, ctl.export(spec.name))
+
+
+def test_a_key_revoked_mid_run_fails_at_once_in_one_line(emu, ctl, tmp_path):
+    """Issue 11, class 8: a 401 in the middle of a run (here during the concurrent users
+    backfill) fails the run at once with one line: no retries, no thread that keeps going."""
+    ctl.configure(revoke_after=6)
+    env = cli_env(emu, tmp_path)
+    started = time.monotonic()
+    result = cdp_sync("run", "personyze", "--resources", "users,events", env=env, cwd=tmp_path, timeout=120)
+    took = time.monotonic() - started
+    ctl.configure(revoke_after=None)
+    assert result.returncode == 1, result
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "401" in errors[0] and "personyze" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and emu.api_key not in result.stderr + result.stdout
+    refused = [e for e in ctl.requests() if e["status"] == 401]
+    assert len(refused) <= 2 * 8, f"{len(refused)} requests after the key was revoked"  # in-flight only
+    assert took < 60, took

@@ -568,3 +568,17 @@ def test_summary_changed_beyond_the_window_is_not_reloaded(emu, ctl, make_pipeli
         assert all(loaded[k] == v for k, v in expected.items() if k[0] == day), day
     for day in days[-5:-3]:
         assert all(loaded[k] != v for k, v in expected.items() if k[0] == day), day
+
+
+def test_a_429_in_personyzes_words_is_waited_out_as_stated(emu, ctl, make_pipeline, tmp_path, caplog):
+    """Issue 11, class 8: a throttled answer that states its wait in the body (Personyze's
+    "stand by N seconds", no Retry-After) is waited out for that long, then the walk goes on."""
+    pipeline = make_pipeline()
+    throttled = {"status": 429, "body": "Too many slow queries: stand by 3 seconds and retry"}
+    ctl.add_faults([{"path": "^/rest/users/where", "actions": [{"pass": True}, throttled, throttled]}])
+    caplog.set_level("WARNING", logger="cdp_sync.http")
+    run(pipeline, source(emu, "users", backfill_workers=1, max_attempts=2))
+    waits = [r.getMessage() for r in caplog.records if "throttled" in r.getMessage()]
+    assert len(waits) == 2 and all("waiting 3." in w for w in waits), waits
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
