@@ -34,7 +34,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     server = emulators.start("posthog", scale=SCALE, seed=5)
     root = tmp_path_factory.mktemp("posthog_loaded")
-    result = cdp_sync("run", "posthog", "--resources", RESOURCES, env=_env(server, root), cwd=root)
+    with pytest.MonkeyPatch.context() as mp:
+        result = cli(mp, _env(server, root), root, "run", "posthog", "--resources", RESOURCES)
     assert result.returncode == 0, result.stderr
     yield server, root / "posthog.duckdb"
     server.stop()
