@@ -106,3 +106,49 @@ def test_sigkill_mid_pagination_then_rerun_is_exact(emu, ctl, tmp_path):
         assert_table_equals(con, DATASET, "profile_events", [e for e in events if e["client"]["id"] in live])
         loaded = {r[0] for r in con.execute(f"select event_uuid from {DATASET}.events").fetchall()}
         assert_table_equals(con, DATASET, "events", [e for e in events if e["eventUUID"] in loaded])
+
+
+def test_sigkill_at_the_load_step_then_rerun_loads_every_table_once(emu, ctl, tmp_path):
+    """Package replay (class 7): a run killed while its package loads is finished by the next run;
+    every table (merge or replace; Synerise has no append table) holds each key once, as the
+    emulator does, and the interrupted package's replace tables are not doubled."""
+    seg = ctl.export("segmentations")[1]["uuid"]
+    env = cli_env(emu, tmp_path, SOURCES__SYNERISE__SEGMENTATION_UUIDS=f'["{seg}"]')
+    resources = "profiles,catalogs,catalog_items,tags,asset_tags,segmentation_members,expression_summaries"
+    normalized = tmp_path / "dlt_data" / "pipelines" / "synerise" / "load" / "normalized"
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "synerise", "--resources", resources],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if normalized.exists() and any(normalized.iterdir()):  # the load step has its package
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before its load step could be killed"
+    result = cdp_sync("run", "synerise", "--resources", resources, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with duckdb.connect(str(tmp_path / DB), read_only=True) as con:
+        for table in ("profiles", "catalogs", "catalog_items", "tags", "asset_tags", "expression_summaries"):
+            assert_table_equals(con, DATASET, table, ctl.export(table))
+        assert_table_equals(con, DATASET, "segmentation_members",
+                            [m for m in ctl.export("segmentation_members") if m["segmentation_uuid"] == seg])
+
+
+def test_a_short_read_fails_with_one_line_or_is_marked_incomplete_in_state(emu, ctl, tmp_path):
+    ctl.add_faults([{"path": "^/crm/v1/list", "repeat": True, "actions": [{"status": 200, "json": {
+        "customers": [], "all": 10_000, "limit": 1, "offset": 0, "matching": 10_000}}]}])
+    env = cli_env(emu, tmp_path)
+    failed = cdp_sync("run", "synerise", "--resources", "profiles", env=env, cwd=tmp_path)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    (line,) = [x for x in failed.stderr.splitlines() if x.startswith("error:")]
+    assert "profiles" in line and "incomplete" in line and "10,000" in line, line
+    marked = cdp_sync("run", "synerise", "--resources", "profiles", env={**env, "SOURCES__SYNERISE__ALLOW_INCOMPLETE": "true"},
+                      cwd=tmp_path)
+    assert marked.returncode == 0 and "INCOMPLETE" in marked.stderr, marked.stderr
+    state = cdp_sync("state", "synerise", env=env, cwd=tmp_path)
+    assert state.returncode == 0 and "incomplete" in state.stdout and "10000" in state.stdout, state.stdout
