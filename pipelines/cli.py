@@ -256,7 +256,7 @@ def run(
         if verify_after:
             loaded = [name for name in source.selected_resources]
             verification = _verify(v, result["pipeline"], loaded, days=None, destination_name=destination,
-                                   pipeline_name=pipeline_name)
+                                   pipeline_name=pipeline_name, strict=False)
     except Exception as exc:
         _fail(exc, vendor, debug)
     _print_summary(vendor, result)
@@ -453,7 +453,7 @@ def _vendor_credentials(v: Vendor) -> tuple[str, str]:
 
 
 def _verify(v: Vendor, pipeline: Any, resources: list[str] | None, *, days: int | None, destination_name: str,
-            pipeline_name: str) -> Any:
+            pipeline_name: str, strict: bool = True) -> Any:
     """``pipelines.verify.verify`` with the CLI's input errors (exit 2); ``resources`` the vendor
     cannot verify at all are left to the planner, which reports them."""
     import dlt
@@ -465,7 +465,7 @@ def _verify(v: Vendor, pipeline: Any, resources: list[str] | None, *, days: int 
         days = dlt.config.get("cdp_sync.verify_days") or vf.DEFAULT_DAYS
     try:
         return vf.verify(v.name, pipeline=pipeline, resources=resources, days=days, api_key=api_key,
-                         base_url=base_url, destination=_destination(destination_name, pipeline_name))
+                         base_url=base_url, destination=_destination(destination_name, pipeline_name), strict=strict)
     except vf.VerifyInputError as exc:
         raise CliFailure(str(exc), EXIT_USAGE) from None
 

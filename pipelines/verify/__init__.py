@@ -320,24 +320,30 @@ def verify(
     record: bool = True,
     destination: Any = None,
     now: dt.datetime | None = None,
+    strict: bool = True,
 ) -> Verification:
     """Verify ``resources`` (default: every resource of the source whose table the pipeline
     holds) of ``pipeline`` against the vendor, record the result in the warehouse (unless
-    ``record`` is false) and return it. Raises :class:`VerifyInputError` for bad input."""
+    ``record`` is false) and return it. Raises :class:`VerifyInputError` for bad input; with
+    ``strict`` false (after a run) a resource verify does not know is a ``not countable`` row."""
     mod = planner(vendor)
     days = check_days(days)
     tables = loaded_tables(pipeline, vendor)
+    unknown: list[str] = []
     if resources is None:
         wanted = [r for r in mod.RESOURCES if mod.TABLES.get(r, r) in tables]
     else:
         wanted = list(dict.fromkeys(r for r in resources if r))
         unknown = [r for r in wanted if r not in mod.RESOURCES]
-        if unknown:
+        if unknown and strict:
             raise VerifyInputError(f"{vendor} has no resource {', '.join(unknown)}; available: {', '.join(mod.RESOURCES)}")
+        wanted = [r for r in wanted if r not in unknown]
     now = now or dt.datetime.now(UTC)
     ctx = Context(vendor=vendor, resources=wanted, source_state=(pipeline.state.get("sources") or {}).get(vendor) or {},
                   tables=tables, days=utc_days(days, now), now=now, config=config_getter(vendor))
     checks = mod.plan(ctx, api_key, base_url) if wanted else []
+    checks += [Check(r, "all", None, r if r in tables else None, Where(), note="cdp-sync verify does not know this resource")
+               for r in unknown]
     loaded = count_loaded(pipeline, checks, tables)
     result = Verification(vendor, pipeline.pipeline_name, pipeline.dataset_name, now)
     result.results = [judge(c, n) for c, n in zip(checks, loaded, strict=True)]

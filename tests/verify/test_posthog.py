@@ -213,3 +213,12 @@ def test_recording_the_same_verification_twice_never_doubles_it(loaded, tmp_path
     with duckdb.connect(str(tmp_path / "posthog.duckdb"), read_only=True) as con:
         n = con.execute(f"select count(*) from {DATASET}._cdp_verification").fetchone()[0]
     assert n == len(result.results)
+
+    # after a run (not strict), a resource verify does not know yet is a row, not an error
+    with pytest.raises(vf.VerifyInputError, match="no resource brand_new"):
+        vf.verify("posthog", pipeline=pipeline, resources=["brand_new"], api_key=server.api_key,
+                  base_url=server.base_url, record=False)
+    lenient = vf.verify("posthog", pipeline=pipeline, resources=["brand_new"], api_key=server.api_key,
+                        base_url=server.base_url, record=False, strict=False)
+    assert [(r.resource, r.verdict, r.note) for r in lenient.results] == [
+        ("brand_new", "not countable", "cdp-sync verify does not know this resource")]
