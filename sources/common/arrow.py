@@ -13,6 +13,8 @@ Open-ended attributes (keys a table spec does not declare) are collected into on
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -341,3 +343,114 @@ def quiet_arrow_hint_warning() -> None:
     logger = logging.getLogger("dlt")
     if not any(isinstance(f, _ArrowJsonHintFilter) for f in logger.filters):
         logger.addFilter(_ArrowJsonHintFilter())
+
+
+# -- values that do not fit their column never fail a run ------------------------------------------
+
+#: where a value goes that its declared column cannot hold: dlt's name for a variant column
+VARIANT_SUFFIX = "__v_text"
+
+
+def _as_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (dict, list)):
+        return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+    return str(v)
+
+
+class TolerantConverter:
+    """``spec.to_arrow`` that never fails a run on a value its column cannot hold.
+
+    Columns are typed as the vendor's contract documents them; a value the declared type cannot
+    hold (a text ``"CRM-000042"`` in an int column, a date nobody can parse, ``"maybe"`` for a
+    boolean) is not an error: the row loads with that column null and the value, as text, in
+    ``<column>__v_text`` — a column of its own (dlt's name for a variant), or, with
+    ``into_extras``, a key of the table's extras JSON column (for wide tables that must not grow
+    a column per misfit). :meth:`warn` then logs **one** line for the resource naming every such
+    column and how many values went there. Only a primary-key value that does not fit stops the
+    run: a row without its key cannot be merged.
+
+    The fast path is :func:`rows_to_table` (column-wise, no per-row work); the per-value search
+    runs only for a batch the fast path refused, and only on the columns that failed. One
+    converter serves one resource; it is safe to share between threads."""
+
+    def __init__(self, spec: TableSpec, vendor: str, *, into_extras: bool = False,
+                 log: logging.Logger | None = None) -> None:
+        if into_extras and not spec.extras_column:
+            raise ValueError(f"table spec {spec.name!r} has no extras column to put misfits into")
+        self.spec = spec
+        self.vendor = vendor
+        self.into_extras = into_extras
+        self.log = log or logging.getLogger("cdp_sync.progress")
+        self.misfits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._single = {
+            name: TableSpec(spec.name, {name: kind}, extras_column=None, tz=spec.tz)
+            for name, kind in spec.columns.items()
+        }
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> pa.Table:
+        try:
+            return rows_to_table(rows, self.spec)
+        except MalformedResponse:
+            return self._set_aside(rows)
+
+    def _fits(self, column: str, cells: list[dict[str, Any]]) -> bool:
+        try:
+            rows_to_table(cells, self._single[column])
+        except MalformedResponse:
+            return False
+        return True
+
+    def _set_aside(self, rows: Sequence[dict[str, Any]]) -> pa.Table:
+        fixed: list[dict[str, Any]] | None = None
+        variants: dict[str, list[str | None]] = {}
+        counts: Counter[str] = Counter()
+        for column in self.spec.columns:
+            cells = [{column: r.get(column)} for r in rows]
+            if self._fits(column, cells):
+                continue
+            bad = [i for i, cell in enumerate(cells) if not self._fits(column, [cell])]
+            if not bad:  # refused only together: nothing to set aside, let the error stand
+                continue
+            if column in self.spec.primary_key:
+                raise MalformedResponse(
+                    f"{self.vendor} {self.spec.name}: primary key {column} {rows[bad[0]].get(column)!r} does not "
+                    f"read as {self.spec.columns[column]}; the row cannot be merged",
+                    vendor=self.vendor,
+                )
+            if fixed is None:
+                fixed = [dict(r) for r in rows]
+            texts: list[str | None] = [None] * len(rows)
+            for i in bad:
+                texts[i] = _as_text(fixed[i][column])
+                fixed[i][column] = None
+                if self.into_extras:
+                    fixed[i][column + VARIANT_SUFFIX] = texts[i]
+            variants[column + VARIANT_SUFFIX] = texts
+            counts[column] += len(bad)
+        table = rows_to_table(fixed if fixed is not None else rows, self.spec)
+        if not self.into_extras:
+            for name, texts in variants.items():
+                table = table.append_column(pa.field(name, pa.string()), pa.array(texts, type=pa.string()))
+        with self._lock:
+            self.misfits.update(counts)
+        return table
+
+    def warn(self) -> None:
+        """One line for the whole resource if any value was set aside (then the count restarts)."""
+        with self._lock:
+            misfits, self.misfits = self.misfits, Counter()
+        if not misfits:
+            return
+        total = sum(misfits.values())
+        into = f"{self.spec.extras_column}." if self.into_extras else ""
+        detail = ", ".join(
+            f"{column} ({n:,} in {into}{column}{VARIANT_SUFFIX}, declared {self.spec.columns[column]})"
+            for column, n in sorted(misfits.items())
+        )
+        self.log.warning(
+            "%s.%s: %s value%s did not fit the column type and loaded as text: %s",
+            self.vendor, self.spec.name, f"{total:,}", "" if total == 1 else "s", detail,
+        )

@@ -1,0 +1,63 @@
+"""Typed Arrow pages: a value that does not fit its declared column never fails a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from sources.common.arrow import TableSpec, TolerantConverter, rows_to_table
+from sources.common.errors import MalformedResponse
+
+SPEC = TableSpec("users", {"id": "int", "score": "int", "seen": "unix_s", "vip": "bool", "name": "text"},
+                 primary_key=("id",))
+
+
+def test_the_fast_path_is_the_plain_conversion():
+    rows = [{"id": 1, "score": "7", "seen": 1_700_000_000, "vip": "yes", "name": "a", "extra": 1}]
+    convert = TolerantConverter(SPEC, "v")
+    assert convert(rows).equals(rows_to_table(rows, SPEC))
+    assert not convert.misfits
+
+
+def test_misfits_land_as_text_in_a_variant_column_and_warn_once(caplog):
+    rows = [
+        {"id": 1, "score": "CRM-000042", "seen": 1_700_000_000, "vip": "maybe", "name": "a"},
+        {"id": 2, "score": 5, "seen": "not a time", "vip": "no", "name": "b"},
+        {"id": 3, "score": {"x": 1}, "seen": None, "vip": True, "name": "c"},
+    ]
+    with pytest.raises(MalformedResponse):
+        rows_to_table(rows, SPEC)  # the plain conversion refuses the page
+    convert = TolerantConverter(SPEC, "v")
+    table = convert(rows)
+    assert table.column("score").to_pylist() == [None, 5, None]
+    assert table.column("score__v_text").to_pylist() == ["CRM-000042", None, '{"x":1}']
+    assert table.column("vip").to_pylist() == [None, False, True]
+    assert table.column("vip__v_text").to_pylist() == ["maybe", None, None]
+    assert table.column("seen__v_text").to_pylist() == [None, "not a time", None]
+    assert table.column("name").to_pylist() == ["a", "b", "c"]
+    convert(rows[:1])
+    with caplog.at_level(logging.WARNING, logger="cdp_sync.progress"):
+        convert.warn()
+        convert.warn()  # nothing new: no second line
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines
+    assert lines[0] == ("v.users: 6 values did not fit the column type and loaded as text: score (3 in "
+                        "score__v_text, declared int), seen (1 in seen__v_text, declared unix_s), "
+                        "vip (2 in vip__v_text, declared bool)")
+
+
+def test_misfits_can_go_into_the_extras_column():
+    rows = [{"id": 1, "score": "n/a", "name": "a", "color": "red"}, {"id": 2, "score": 3, "name": "b"}]
+    table = TolerantConverter(SPEC, "v", into_extras=True)(rows)
+    assert "score__v_text" not in table.column_names
+    assert table.column("score").to_pylist() == [None, 3]
+    assert [json.loads(x) if x else x for x in table.column("attributes").to_pylist()] == [
+        {"color": "red", "score__v_text": "n/a"}, None]
+
+
+def test_a_primary_key_that_does_not_fit_stops_the_run():
+    with pytest.raises(MalformedResponse) as err:
+        TolerantConverter(SPEC, "v")([{"id": "abc", "score": 1}])
+    assert "primary key id 'abc' does not read as int" in str(err.value)
