@@ -252,12 +252,20 @@ def count_loaded(pipeline: Any, checks: Sequence[Check], tables: set[str]) -> li
             by_table.setdefault(c.table, []).append(i)
     if not by_table:
         return out
+    delta = _delta_tables(pipeline, [t for t in by_table if t in tables])
+    for table, idx in list(by_table.items()):
+        if table not in tables:
+            for i in idx:
+                out[i] = 0
+            del by_table[table]
+        elif table in delta:
+            for i in idx:
+                out[i] = _count_arrow(delta[table], checks[i].where or Where())
+            del by_table[table]
+    if not by_table:
+        return out
     with pipeline.sql_client() as client:
         for table, idx in by_table.items():
-            if table not in tables:
-                for i in idx:
-                    out[i] = 0
-                continue
             name = client.make_qualified_table_name(table)
             sums = ", ".join(
                 f"SUM(CASE WHEN {predicate(checks[i].where or Where(), client.escape_column_name)} THEN 1 ELSE 0 END)"
@@ -268,6 +276,44 @@ def count_loaded(pipeline: Any, checks: Sequence[Check], tables: set[str]) -> li
             for i, v in zip(idx, row or [], strict=False):
                 out[i] = int(v or 0)
     return out
+
+
+def _delta_tables(pipeline: Any, tables: list[str]) -> dict[str, Any]:
+    """Delta tables of a filesystem destination, opened with ``deltalake``: DuckDB reads them
+    only through its ``delta`` extension, which it would download (not possible offline)."""
+    if getattr(pipeline.destination, "destination_type", "").rsplit(".", 1)[-1] != "filesystem":
+        return {}
+    schema = pipeline.default_schema
+    names = [t for t in tables if (schema.tables.get(t) or {}).get("table_format") == "delta"]
+    if not names:
+        return {}
+    from dlt.common.libs.deltalake import get_delta_tables
+
+    return dict(get_delta_tables(pipeline, *names, schema_name=schema.name))
+
+
+def _count_arrow(table: Any, where: Where) -> int:
+    """Rows of a Delta table in ``where``: Arrow's ``count_rows`` with the predicate pushed into
+    the scan (the rows are never materialised in Python)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    dataset = table.to_pyarrow_dataset()
+    expr = None
+
+    def both(a: Any, b: Any) -> Any:
+        return b if a is None else a & b
+
+    if where.ts_column is not None:
+        field = ds.field(where.ts_column)
+        kind = dataset.schema.field(where.ts_column).type
+        for bound, ge in ((where.start, True), (where.end, False)):
+            if bound is not None:
+                value = pa.scalar(bound.astimezone(UTC), type=pa.timestamp("us", tz="UTC")).cast(kind)
+                expr = both(expr, field >= value if ge else field < value)
+    for column, value in where.equals:
+        expr = both(expr, ds.field(column).is_null() if value is None else ds.field(column) == value)
+    return int(dataset.count_rows(filter=expr) if expr is not None else dataset.count_rows())
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -385,9 +431,18 @@ def record_verification(result: Verification, pipeline: Any, destination: Any = 
         "verdict": {"data_type": "text", "nullable": False},
         "note": {"data_type": "text", "nullable": True},
     }
+    # files merge only as Delta (or Iceberg) tables: Delta where the pipeline writes Delta, else
+    # an append (each verification has its own verified_at)
+    table_format = None
+    disposition = "merge"
+    if getattr(pipeline.destination, "destination_type", "").rsplit(".", 1)[-1] == "filesystem":
+        formats = {t.get("table_format") for t in pipeline.default_schema.tables.values()}
+        table_format = "delta" if "delta" in formats else None
+        disposition = "merge" if table_format else "append"
     resource = dlt.resource(
-        rows, name=VERIFICATION_TABLE, table_name=VERIFICATION_TABLE, write_disposition="merge",
+        rows, name=VERIFICATION_TABLE, table_name=VERIFICATION_TABLE, write_disposition=disposition,
         primary_key=["verified_at", "pipeline_name", "resource", "slice"], columns=columns,
+        table_format=table_format,
     )
     recorder = dlt.pipeline(
         pipeline_name=f"{pipeline.pipeline_name}_verification",

@@ -57,3 +57,28 @@ def test_postgres_and_parquet_files_are_counted_by_the_destination(start_emulato
     rows = table(result.stdout)
     assert rows and all(r[-1] == "agrees" for r in rows), result.stdout
     assert (tmp_path / "lake" / "posthog_data" / "_cdp_verification").is_dir()
+
+
+def test_delta_tables_are_counted_with_the_predicate_pushed_into_the_scan(start_emulator, tmp_path, monkeypatch):
+    """DuckDB reads Delta only through an extension it would download; the Delta tables are
+    counted by ``deltalake``/Arrow instead, and the verification is recorded as a Delta table
+    (which merges: recorded once)."""
+    from deltalake import DeltaTable
+
+    server = start_emulator("posthog", scale=100, seed=10, projects=1)
+    env = support.cli_env("posthog", server, tmp_path, DESTINATION__FILESYSTEM__BUCKET_URL=str(tmp_path / "lake"))
+    delta = ("--destination", "filesystem")
+    result = cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events", "--table-format", "delta",
+                 "--verify", *delta)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(r[-1] == "agrees" for r in table(result.stdout)), result.stdout
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
+    events = DeltaTable(str(tmp_path / "lake" / "posthog_data" / "events"))
+    uuids = [u for u, t in zip(*events.to_pyarrow_table(columns=["uuid", "timestamp"]).to_pydict().values(),
+                              strict=True) if t.date() == day][:3]
+    events.delete(" or ".join(f"uuid = '{u}'" for u in uuids))
+    result = cli(monkeypatch, env, tmp_path, "verify", "posthog", "--days", "2", *delta)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"posthog events {day.isoformat()} project" in result.stderr and "(-3)" in result.stderr
+    recorded = DeltaTable(str(tmp_path / "lake" / "posthog_data" / "_cdp_verification")).to_pyarrow_table()
+    assert recorded.num_rows == 8 + 3  # the run: 7 days and before them; then 2 days and before
