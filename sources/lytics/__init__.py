@@ -245,9 +245,9 @@ def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: S
 UNFIT_SUFFIX = "__v_text"
 
 
-def _fits(table: Table, column: str, kind: str, value: Any) -> bool:
+def _fits(probe: Table, column: str, value: Any) -> bool:
     try:
-        Table(table.name, {column: kind}, extras_column=None).to_arrow([{column: value}])
+        probe.to_arrow([{column: value}])
     except MalformedResponse:
         return False
     return True
@@ -257,25 +257,31 @@ def _to_arrow(table: Table, rows: list[dict[str, Any]], unfit: Counter[str] | No
     """``table.to_arrow(rows)``; when a value does not read as its column's kind (the account
     schema says ``int`` and a profile holds ``"n/a"``), that value goes to ``attributes`` as
     ``<column>__v_text`` (the column is NULL in that row) instead of failing the run, counted in
-    ``unfit`` for one warning per column. Only a page that fails pays for the check."""
+    ``unfit`` for one warning per column. Only a batch that fails pays for the checks, and only
+    its failing columns are checked value by value."""
     try:
         return table.to_arrow(rows)
     except MalformedResponse:
         pass
-    checked = [(c, k) for c, k in table.columns.items() if k not in ("text", "json") and c not in table.primary_key]
-    fixed = []
-    for row in rows:
-        out = row
-        for c, kind in checked:
+    fixed = list(rows)
+    for c, kind in table.columns.items():
+        if kind in ("text", "json") or c in table.primary_key:
+            continue
+        probe = Table(table.name, {c: kind}, extras_column=None)
+        try:
+            probe.to_arrow([{c: r.get(c)} for r in fixed])
+            continue
+        except MalformedResponse:
+            pass
+        for i, row in enumerate(fixed):
             v = row.get(c)
-            if v is not None and v != "" and not _fits(table, c, kind, v):
-                if out is row:
-                    out = dict(row)
+            if v is not None and v != "" and not _fits(probe, c, v):
+                out = dict(row)  # the row as read stays as read
                 del out[c]
                 out[c + UNFIT_SUFFIX] = v if isinstance(v, str) else orjson.dumps(v).decode()
+                fixed[i] = out
                 if unfit is not None:
                     unfit[c] += 1
-        fixed.append(out)
     return table.to_arrow(fixed)
 
 
