@@ -629,8 +629,10 @@ def lytics_source(
                     continue
                 if cur.admit(key(row), c, row):
                     keep.append(row)
+            unfit: Counter[str] = Counter()
             for i in range(0, len(keep), batch_rows):
-                yield table.to_arrow(keep[i : i + batch_rows])
+                yield _to_arrow(table, keep[i : i + batch_rows], unfit)
+            _warn_unfit(name, table, unfit)
             cur.commit(mode="full list, client-side cursor", rows_listed=len(rows))
 
         resource.__name__ = name
@@ -685,7 +687,9 @@ def lytics_source(
         for r in rows:
             r["extracted_at"] = extracted_at
         if rows:
-            yield S.SEGMENT_SIZES.to_arrow(rows)
+            unfit: Counter[str] = Counter()
+            yield _to_arrow(S.SEGMENT_SIZES, rows, unfit)
+            _warn_unfit("segment_sizes", S.SEGMENT_SIZES, unfit)
 
     def schema_fields() -> Iterator[pa.Table]:
         rows = []
@@ -693,7 +697,9 @@ def lytics_source(
             for t in ("user", "content"):
                 for col in api.schema(t).get("columns") or []:
                     rows.append({"table": t, **col})
-        yield S.SCHEMA_FIELDS.to_arrow(rows)
+        unfit: Counter[str] = Counter()
+        yield _to_arrow(S.SCHEMA_FIELDS, rows, unfit)
+        _warn_unfit("schema_fields", S.SCHEMA_FIELDS, unfit)
 
     def stream_cursor(row: dict[str, Any]) -> int | None:
         return _epoch_ms(row.get("last_msg_ts"))
