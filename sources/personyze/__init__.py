@@ -123,7 +123,8 @@ class NewestCopyCursor(LookbackCursor):
             self.rows_read += 1
             return False
         admitted = super().admit(key, cursor_value, row)
-        if prior is not None and prior[0] == cursor_value and prior[1] != self._observed[key][1]:
+        now = self._observed.get(key)
+        if prior is not None and now is not None and prior[0] == cursor_value and prior[1] != now[1]:
             self._observed[key] = (cursor_value, self._UNKNOWN)
         return admitted
 

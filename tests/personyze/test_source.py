@@ -585,3 +585,34 @@ def test_a_429_in_personyzes_words_is_waited_out_as_stated(emu, ctl, make_pipeli
     assert len(waits) == 2 and all(3.0 <= w <= 4.05 for w in waits), waits
     with connect(tmp_path) as con:
         assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+@pytest.mark.parametrize("order", ["true-first", "true-last"])
+def test_two_different_copies_with_the_same_timestamp_keep_no_fingerprint(emu, ctl, make_pipeline, tmp_path, order):
+    """Two different copies of a user with the same data_last_modified (changed twice within one
+    second) cannot be ordered: both load, no fingerprint is kept for it, so the next run loads it
+    again and the destination ends equal to the truth whichever copy the merge kept."""
+    from sources.common.cursor import fingerprint
+
+    pipeline = make_pipeline()
+    run(pipeline, source(emu, "users"))
+    ctl.mutate({"op": "advance_clock", "seconds": 10})
+    uid = sorted(r["user_id"] for r in ctl.export("users"))[7]
+    ctl.mutate({"op": "modify_users", "user_ids": [uid]})
+    true = next(r for r in ctl.export("users") if r["user_id"] == uid)
+    other = {**true, "custom_t_3": "an edit of the same second"}
+    w, z = sorted((r for r in ctl.export("users") if r["user_id"] != uid),
+                  key=lambda r: (r["data_last_modified"], r["user_id"]))[:2]
+    first, second = (true, other) if order == "true-first" else (other, true)
+    ctl.add_faults([
+        {"path": "^/rest/users/order_by_desc", "actions": [{"status": 200, "json": [true, true]}]},
+        {"path": "^/rest/users/where", "actions": [
+            {"status": 200, "json": [first, w]}, {"status": 200, "json": [second, z]}, {"status": 200, "json": []},
+        ]},
+    ])
+    run(pipeline, source(emu, "users", page_size=2, slow_page_size=2))
+    seen = pipeline.state["sources"]["personyze"]["resources"]["users"]["seen"]
+    assert seen.get(str(uid)) not in (fingerprint(true), fingerprint(other))
+    assert run(pipeline, source(emu, "users"))["users"] == 1
+    with connect(tmp_path) as con:
+        assert_table_equals(con, "data", S.USERS, ctl.export("users"))
