@@ -54,7 +54,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -150,6 +150,7 @@ class Scan:
     started: float
     pages: int = 0
     total: int = 0  # the member count when the scan started: ``total`` on every page
+    repeated: set[int] = field(default_factory=set)  # slots served twice (repeat_rows)
 
     def entries(self) -> list[Any]:
         if not isinstance(self.slots, list):
@@ -170,9 +171,12 @@ class LyticsBackend:
         self.options.update(options)
         self._rng = random.Random(hostile_seed if hostile_seed is not None else seed)
         self.hostile_events: dict[str, int] = {}
-        #: uids the emulator itself changed while scans ran (hostile, mid_scan_modify,
-        #: repeat_rows): a run may load them as they were, the next run must catch up
+        #: uids the emulator itself changed while scans ran without serving the new version for
+        #: sure (hostile changes, mid_scan_modify, late arrivals): a run may load them as they
+        #: were, the next run must catch up
         self.changed_mid_scan: set[str] = set()
+        #: uids served twice in one scan after a change (repeat_rows): the newest copy was served
+        self.served_twice: set[str] = set()
         self.account = Account(seed, scale, epoch)
         self.api_key = f"lyt{derive(seed, 'api-key'):016x}{derive(seed, 'api-key-2'):016x}"
         self.data_api_key = f"lytd{derive(seed, 'data-key'):016x}{derive(seed, 'data-key-2'):012x}"
@@ -549,7 +553,10 @@ class LyticsBackend:
         """A short scan: ``count`` members ahead are never served; ``total`` does not change."""
         entries = scan.entries()
         for _ in range(min(count, len(entries) - pos)):
-            del entries[self._rng.randrange(pos, len(entries))]
+            gone = entries.pop(self._rng.randrange(pos, len(entries)))
+            if isinstance(gone, int) and gone in scan.repeated:
+                # the newest copy of a profile served twice: the scan may end with its stale copy
+                self.changed_mid_scan.add(self.account.uid_of(gone))
             self._event("short")
 
     def _repeat(self, scan: Scan, pos: int, count: int, stale: str) -> None:
@@ -564,7 +571,8 @@ class LyticsBackend:
             served = [e for e in entries[:pos] if isinstance(e, int)]
             picked = sorted(set(self._rng.sample(served, min(count, len(served))))) if served else []
             if picked:
-                self._modify_slots(picked, {"mid_scan": True})
+                self._modify_slots(picked, {"mid_scan": True}, excuse=False)
+                self._served_twice(scan, picked)
                 entries.extend(picked)
                 self._event("repeat_first", len(picked))
             return
@@ -574,11 +582,16 @@ class LyticsBackend:
         if not slots:
             return
         old = {s: self.account.user_json(s) for s in slots}
-        self._modify_slots(slots, {"mid_scan": True})
+        self._modify_slots(slots, {"mid_scan": True}, excuse=False)
+        self._served_twice(scan, slots)
         for i, s in zip(picked, slots, strict=True):
             entries[i] = old[s]  # the stale copy, where the profile stood
         entries[pos:pos] = slots  # the new copy, on this page
         self._event("repeat_last", len(slots))
+
+    def _served_twice(self, scan: Scan, slots: list[int]) -> None:
+        scan.repeated.update(slots)
+        self.served_twice.update(self.account.uid_of(s) for s in slots)
 
     def _late_arrival(self) -> None:
         """A profile changes with a ``_modified`` up to :data:`LATE_MAX_S` in the past (an event
@@ -701,9 +714,10 @@ class LyticsBackend:
         acct.version += 1
         return slots
 
-    def _modify_slots(self, slots: list[int], extra: dict[str, Any] | None = None) -> int:
+    def _modify_slots(self, slots: list[int], extra: dict[str, Any] | None = None, excuse: bool = True) -> int:
+        """``excuse=False``: a mid-scan change whose new version the scan serves (repeat_rows)."""
         acct = self.account
-        if extra and extra.get("mid_scan"):
+        if extra and extra.get("mid_scan") and excuse:
             self.changed_mid_scan.update(acct.uid_of(s) for s in slots)
         now = acct.clock.tick()
         for s in slots:

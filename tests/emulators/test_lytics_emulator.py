@@ -212,7 +212,7 @@ def test_repeat_rows_serve_a_changed_profile_twice_in_either_order(fresh, stale)
     ctl.configure(repeat_rows={"page": 2, "count": 2, "stale": stale})
     rows, pages = walk(api, "POST", "/api/segment/scan", "FILTER * FROM user", limit=100)
     twice = {u for u in (r["_uid"] for r in rows) if sum(r["_uid"] == u for r in rows) == 2}
-    assert len(twice) == 2 and twice == server.backend.changed_mid_scan and {p["total"] for p in pages} == {300}
+    assert len(twice) == 2 and twice == server.backend.served_twice and {p["total"] for p in pages} == {300}
     truth = {u["_uid"]: u for u in ctl.export("users")}
     for uid in twice:
         copies = [r for r in rows if r["_uid"] == uid]

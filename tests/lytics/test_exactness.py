@@ -97,7 +97,7 @@ def test_a_profile_served_twice_keeps_its_newest_copy_and_fingerprint(emu, ctl, 
     ctl.configure(repeat_rows={"page": 2, "count": 3, "stale": stale})
     ctl.clear_requests()
     run(pipeline, source(emu, "users", scan_workers=1))
-    repeated = emu.backend.changed_mid_scan
+    repeated = emu.backend.served_twice
     assert len(repeated) == 3
     truth = {u["_uid"]: u for u in ctl.export("users")}
     with connect(tmp_path) as con:

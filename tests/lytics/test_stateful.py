@@ -6,8 +6,9 @@ subprocesses killed at a random point, and completed runs.
 
 Invariant after every run that exits 0: every table loaded equals the emulator's truth on
 primary keys and values (the newest version), except the profiles the emulator itself changed
-*while* that run was scanning (a scan may serve them as they were); those must be exact after
-the next completed run. A run with ``on_short_scan=load_incomplete`` may exit 0 with a short read
+*while* that run was scanning without serving the new version for sure (a scan may serve them as
+they were); those must be exact after the next completed run. A profile served twice in one
+scan (old and new copy, in either order) is not excused: its newest copy must have landed. A run with ``on_short_scan=load_incomplete`` may exit 0 with a short read
 only if ``cdp-sync state`` shows the resource ``incomplete``; the rows it missed must be there
 after the next complete run. A run that fails says so on one line, without a traceback.
 
@@ -124,10 +125,12 @@ class LyticsMachine(RuleBasedStateMachine):
         if incomplete_option:
             env["SOURCES__LYTICS__ON_SHORT_SCAN"] = "load_incomplete"
         self.server.backend.changed_mid_scan.clear()
+        self.server.backend.served_twice.clear()
         events = dict(self.server.backend.hostile_events)
         outcome = run_cli("run", "lytics", "--dataset-name", DATASET, env=env, cwd=self.tmp, kill_after=kill_after)
         _log(kind="run", killed=outcome.killed, exit=outcome.returncode, seconds=round(outcome.seconds, 2),
              incomplete_option=incomplete_option, changed=len(self.server.backend.changed_mid_scan),
+             served_twice=len(self.server.backend.served_twice),
              hostile={k: v - events.get(k, 0) for k, v in self.server.backend.hostile_events.items()
                       if v != events.get(k, 0)},
              error=next((line for line in outcome.stderr.splitlines() if line.startswith("error:")), None))
