@@ -129,3 +129,29 @@ def test_lookback_cursor_max_seen_bounds_the_fingerprints_in_state():
     assert len(unbounded["seen"]) == 20
     # the next run: the bounded cursor loads the window again, the unbounded one recognises it
     assert run(bounded, rows, max_seen=5) == 20 and run(unbounded, rows, max_seen=None) == 0
+
+
+def test_keyset_marks_each_uuid_once_across_pages_and_within_one():
+    from sources.posthog.keys import KeySet
+
+    a, b, c = "0190c3a1-7b2e-7000-8000-000000000001", "0190c3a1-7b2e-7000-8000-000000000002", \
+        "0190C3A1-7B2E-7000-8000-000000000003"
+    keys = KeySet()
+    assert keys.first_seen([a, b]) is None  # all new: the per-page fast path
+    assert keys.first_seen([c, a, c.lower(), "not-a-uuid"]) == [True, False, False, True]
+    assert keys.first_seen([7, 7, "not-a-uuid"]) == [True, False, False]
+    assert len(keys) == 5 and b in keys and 7 in keys
+
+
+def test_query_and_list_answers_that_are_not_data_are_described_in_words():
+    from sources.posthog.client import _list_problem, _query_problem
+
+    assert _query_problem({"columns": ["a"], "results": [[1]]}) is None
+    assert _query_problem({"columns": ["a", "b"], "results": [[1]]}) == "a result row that does not match its 2 columns"
+    assert "no columns and results" in _query_problem({"error": None})
+    assert _query_problem(None) == "null where a query result was expected"
+    assert _list_problem({"results": [], "next": None}) is None
+    assert "no next key" in _list_problem({"results": []})
+    assert "no list of results" in _list_problem({"next": None})
+    for text in (_query_problem([]), _list_problem("x"), _list_problem({})):
+        assert "NoneType" not in text and "dict" not in text and "list'" not in text
