@@ -1,7 +1,8 @@
 """The Dagster asset checks ``matches_vendor_counts`` (``cdp-sync verify`` per scheduled asset),
 materialised in-process against the PostHog emulator over HTTPS: a clean load passes; rows lost
 beyond the lookback fail the check naming the day (non-blocking: the run succeeds, the check
-fails; blocking: the run fails); the job of the schedule runs the checks."""
+fails; blocking: the run fails); the job of the schedule runs the checks; the Airflow DAG verifies
+after its load, through ``run_verification`` (the state restored from the destination)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ def test_the_check_passes_on_a_clean_load_and_fails_on_a_tampered_destination(po
         assert con.execute(f"select count(*) from {DATASET}._cdp_verification where verdict = 'disagrees'"
                            ).fetchone()[0] == 1
 
+    # the Airflow task's path: a fresh dlt folder, the state and schema restored from the
+    # destination; the disagreement raises naming the slice
+    from pipelines import verify as vf
+
+    with pytest.raises(vf.VerificationFailed, match=f"posthog events {day} project .* disagrees"):
+        vf.run_verification("posthog", pipelines_dir=str(tmp_path / "fresh"), days=3)
+    with pytest.raises(vf.VerifyInputError, match="no resource nope"):
+        vf.run_verification("posthog", pipelines_dir=str(tmp_path / "fresh"), resources=["nope"])
+    ok = vf.run_verification("posthog", pipelines_dir=str(tmp_path / "fresh"), days=1, resources=["cohorts"])
+    assert ok.ok and ok.count(vf.AGREES) == 1
+
     blocking = dd.vendor_definitions(dd.VendorSettings("posthog", pipelines_dir=str(tmp_path / "pipelines"),
                                                        verify_days=3, verify_blocking=True))
     third = _materialize(blocking, instance, EVENTS)
@@ -107,23 +119,3 @@ def test_the_airflow_dag_verifies_after_the_load():
     assert len(calls) == 1 and calls[0].args[0].id == "vendor"
     shifts = [n for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.RShift)]
     assert any(getattr(s.left, "id", None) == "tasks" and getattr(s.right.func, "id", None) == "verify" for s in shifts)
-
-
-def test_run_verification_restores_the_state_from_the_destination_as_an_airflow_task_does(posthog, tmp_path,
-                                                                                           monkeypatch):
-    """The Airflow task's path: a fresh dlt folder, the pipeline's state and schema restored from
-    the destination; a disagreement raises naming the slice."""
-    from pipelines import verify as vf
-    from tests.support import cli_env
-    from tests.verify.helpers import cli
-
-    env = cli_env("posthog", posthog, tmp_path)
-    assert cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events").returncode == 0
-    fresh = tmp_path / "fresh"
-    result = vf.run_verification("posthog", pipelines_dir=str(fresh), days=2)
-    assert result.ok and result.count(vf.AGREES) == 3 and result.recorded == f"{DATASET}._cdp_verification"
-    day = _lose_a_day(tmp_path)
-    with pytest.raises(vf.VerificationFailed, match=f"posthog events {day} project .* disagrees"):
-        vf.run_verification("posthog", pipelines_dir=str(tmp_path / "fresher"), days=3)
-    with pytest.raises(vf.VerifyInputError, match="no resource nope"):
-        vf.run_verification("posthog", pipelines_dir=str(fresh), resources=["nope"])

@@ -34,7 +34,11 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     server = emulators.start("posthog", scale=SCALE, seed=5)
     root = tmp_path_factory.mktemp("posthog_loaded")
+    from tests.conftest import _ENV
+
     with pytest.MonkeyPatch.context() as mp:
+        for k, v in _ENV.items():  # the hermetic dlt settings the function-scoped fixture sets later
+            mp.setenv(k, v)
         result = cli(mp, _env(server, root), root, "run", "posthog", "--resources", RESOURCES)
     assert result.returncode == 0, result.stderr
     yield server, root / "posthog.duckdb"
@@ -175,8 +179,7 @@ def test_late_events_inside_the_lookback_pass_beyond_it_fail(start_emulator, con
 
 
 def test_run_verify_checks_what_it_loaded_and_a_failed_verification_exits_1(loaded, tmp_path, monkeypatch):
-    server, _ = loaded
-    env = _env(server, tmp_path)
+    server, env = _copy(loaded, tmp_path)  # the next run starts from the state stored in the destination
     result = cli(monkeypatch, env, tmp_path, "run", "posthog", "--resources", "events,cohorts", "--verify")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verification: agrees" in result.stdout
