@@ -234,7 +234,7 @@ def personyze_source(
             )
         cur = NewestCopyCursor(state, behind)
         progress = ProgressLog(S.VENDOR, name)
-        convert = TolerantConverter(spec(table), S.VENDOR)
+        convert = TolerantConverter(kept_types(spec(table), state), S.VENDOR)
         with shared.use() as api:
             requests_before = api.http.stats["requests"]
             if cur.value is None:
@@ -279,7 +279,7 @@ def personyze_source(
         assert window is not None
         state = dlt.current.resource_state(name)
         progress = ProgressLog(S.VENDOR, f"{name}[{window.label}]")
-        convert = TolerantConverter(spec(table), S.VENDOR)
+        convert = TolerantConverter(kept_types(spec(table), state), S.VENDOR)
         count = RowCount()
         lo, hi = bounds
         with shared.use() as api:
@@ -340,7 +340,7 @@ def personyze_source(
 
     def catalog(table: TableSpec, merge: bool) -> Callable[[], Iterator[pa.Table]]:
         def walk_all() -> Iterator[pa.Table]:
-            convert = TolerantConverter(spec(table), S.VENDOR)
+            convert = TolerantConverter(kept_types(spec(table), dlt.current.resource_state(table.name)), S.VENDOR)
             progress = ProgressLog(S.VENDOR, table.name)
             first = merge
             with shared.use() as api:
@@ -407,6 +407,37 @@ def personyze_source(
 
 
 _PROGRESS = logging.getLogger("cdp_sync.progress")
+
+#: dlt data types a column may already have in the destination, and the kind that writes them
+_SIMPLE_KINDS = {"bigint": "int", "double": "float", "text": "text", "bool": "bool"}
+
+
+def kept_types(table: TableSpec, state: dict[str, Any]) -> TableSpec:
+    """``table`` with each column that already exists in the destination under another simple
+    type kept at that type (kept in resource state once seen, because dlt's schema takes the new
+    hint after one run although the destination column keeps its type).
+
+    Why: a column whose declared type changed (users ``internal_id``: int until issue 11, text
+    as the contract documents it) cannot change type in an existing table, and loading text into
+    it would fail every run. Kept at its old type, values that fit load there, the rest land as
+    text in ``<column>__v_text`` with the one warning; ``--full-refresh`` recreates the table
+    with the documented type."""
+    kept: dict[str, str] = dict(state.get("kept_types") or {})
+    try:
+        stored = dlt.current.source_schema().tables.get(table.name, {}).get("columns", {})
+    except Exception:  # noqa: BLE001 - no pipeline context (a bare extract): nothing to keep
+        stored = {}
+    for column, kind in table.columns.items():
+        old = _SIMPLE_KINDS.get(stored.get(column, {}).get("data_type"))
+        if column not in kept and old is not None and kind in _SIMPLE_KINDS.values() and old != kind:
+            kept[column] = old
+    kept = {c: k for c, k in kept.items() if c in table.columns and c not in table.primary_key}
+    if not kept:
+        state.pop("kept_types", None)
+        return table
+    state["kept_types"] = kept
+    return TableSpec(table.name, {c: kept.get(c, k) for c, k in table.columns.items()}, table.primary_key,
+                     table.extras_column, table.tz)
 
 #: (resource, cursor it used to page on) -> the one line logged when it re-reads everything once
 _REPAGED = {

@@ -616,3 +616,38 @@ def test_two_different_copies_with_the_same_timestamp_keep_no_fingerprint(emu, c
     assert run(pipeline, source(emu, "users"))["users"] == 1
     with connect(tmp_path) as con:
         assert_table_equals(con, "data", S.USERS, ctl.export("users"))
+
+
+def test_a_destination_with_a_numeric_internal_id_keeps_loading(emu, ctl, make_pipeline, tmp_path, caplog):
+    """Pipelines created before internal_id was text have a BIGINT column that cannot change type:
+    they keep it (numbers load there), text ids land in internal_id__v_text with one warning,
+    every run succeeds; --full-refresh would recreate it as text."""
+    import dlt
+    import pyarrow as pa
+
+    pipeline = make_pipeline()
+
+    @dlt.source(name="personyze")
+    def before() -> Any:  # the users table as the source created it until issue 11
+        hints = {**S.USERS.dlt_columns(), "internal_id": {"data_type": "bigint", "nullable": True}}
+        return dlt.resource([pa.table({"user_id": [1], "internal_id": [5]})], name="users", primary_key="user_id",
+                            write_disposition="merge", columns=hints)
+
+    pipeline.run(before(), loader_file_format="parquet").raise_on_failed_jobs()
+    caplog.set_level("WARNING", logger="cdp_sync.progress")
+    for _ in range(2):
+        run(pipeline, source(emu, "users"))
+        ctl.mutate({"op": "advance_clock", "seconds": 5})
+        ctl.mutate({"op": "modify_users", "count": 30})
+    truth = {r["user_id"]: r["internal_id"] for r in ctl.export("users")}
+    with connect(tmp_path) as con:
+        assert con.execute(
+            "select data_type from information_schema.columns where table_name = 'users' and column_name = 'internal_id'"
+        ).fetchone() == ("BIGINT",)
+        rows = con.execute("select user_id, internal_id, internal_id__v_text from data.users where user_id > 1").fetchall()
+    assert {u for u, _i, _t in rows} == set(truth)
+    for user_id, number, text in rows:
+        want = truth[user_id]
+        assert (str(number) if number is not None else text) == want, (user_id, number, text, want)
+    warnings = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
+    assert warnings and all("internal_id" in w for w in warnings)
