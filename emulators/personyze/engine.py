@@ -38,7 +38,7 @@ Stricter or assumed choices (where the contract is silent), each a plain-text 40
 * unknown column in ``where``/``order_by``/``columns``/``column`` (``Unknown column '<c>'``);
   camelCase names are accepted for ``columns``/``column`` and writes on users only [D S7];
 * a value that is not a number (date) compared with ``> >= < <=`` to a numeric (date) column;
-  with ``=``/``:`` such a value simply matches nothing (the observed ``internal_id`` behaviour);
+  with ``=``/``:`` such a value simply matches nothing;
 * ``null`` never matches a condition (SQL): ``x!=5`` does not return rows where ``x`` is null;
 * an OR branch without an indexable condition (``= : > >= < <=`` on an indexed column) leaves
   the ``where`` un-anchored; ``!=``/``!:`` never anchor;
