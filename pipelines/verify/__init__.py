@@ -264,6 +264,8 @@ def count_loaded(pipeline: Any, checks: Sequence[Check], tables: set[str]) -> li
             del by_table[table]
     if not by_table:
         return out
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
     with pipeline.sql_client() as client:
         for table, idx in by_table.items():
             name = client.make_qualified_table_name(table)
@@ -271,8 +273,11 @@ def count_loaded(pipeline: Any, checks: Sequence[Check], tables: set[str]) -> li
                 f"SUM(CASE WHEN {predicate(checks[i].where or Where(), client.escape_column_name)} THEN 1 ELSE 0 END)"
                 for i in idx
             )
-            with client.execute_query(f"SELECT {sums} FROM {name}") as cur:
-                row = cur.fetchone()
+            try:
+                with client.execute_query(f"SELECT {sums} FROM {name}") as cur:
+                    row = cur.fetchone()
+            except DatabaseUndefinedRelation:  # declared in the schema, never created: no rows
+                row = [0] * len(idx)
             for i, v in zip(idx, row or [], strict=False):
                 out[i] = int(v or 0)
     return out
