@@ -36,6 +36,8 @@ DISAGREES = "disagrees"
 NOT_COUNTABLE = "not countable"
 
 VERIFICATION_TABLE = "_cdp_verification"
+#: the note of whole-table counts: what an extra row usually means
+DELETIONS = "rows deleted at the vendor stay loaded; --full-refresh reconciles"
 DEFAULT_DAYS = 7
 MAX_DAYS = 3660
 UTC = dt.UTC
@@ -128,8 +130,9 @@ class Verification:
         if worst is None:
             return None
         d = worst.difference or 0
+        hint = f" ({worst.note})" if worst.note and (d > 0 or worst.note != DELETIONS) else ""
         return (f"{self.vendor} {worst.resource} {worst.slice} disagrees: the vendor counts {worst.vendor:,}, "
-                f"the destination holds {worst.loaded:,} ({d:+,}); {len(self.failed)} of {len(self.results)} "
+                f"the destination holds {worst.loaded:,} ({d:+,}){hint}; {len(self.failed)} of {len(self.results)} "
                 f"slices disagree")
 
 

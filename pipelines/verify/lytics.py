@@ -17,7 +17,7 @@ at Lytics since the load stays in the table (a difference).
 
 from __future__ import annotations
 
-from pipelines.verify import Check, Context, Where
+from pipelines.verify import DELETIONS, Check, Context, Where
 
 RESOURCES = ("users", "content_documents", "segments", "segment_collections", "segment_sizes", "schema_fields",
              "streams", "jobs")
@@ -47,16 +47,17 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
                 segment = state.get("segment") or ctx.config("segment", None) or None
                 total = counts.users_total(api, segment)
                 cursor = state.get("cursor")
-                tolerance, note = (0, 0), ""
+                tolerance, note = (0, 0), DELETIONS
                 if cursor:
                     newer = counts.users_modified_since(api, str(cursor), segment)
                     if newer:
                         tolerance = (-newer, 0)
-                        note = f"up to {newer:,} profiles modified after the cursor ({cursor}) load next run"
+                        note = (f"up to {newer:,} profiles modified after the cursor ({cursor}) load next run; "
+                                f"{DELETIONS}")
                 label = f"segment {segment}" if segment else "all"
                 checks.append(Check("users", label, total, "users", Where(), tolerance, note))
             elif resource == "content_documents":
-                checks.append(Check(resource, "all", counts.content_total(api), resource, Where()))
+                checks.append(Check(resource, "all", counts.content_total(api), resource, Where(), note=DELETIONS))
     finally:
         api.close()
     return checks

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pipelines.verify import Check, Context, Where
+from pipelines.verify import DELETIONS, Check, Context, Where
 
 RESOURCES = ("events", "event_summaries", "persons", "projects", "cohorts", "feature_flags", "annotations",
              "insights", "event_definitions", "property_definitions", "groups")
@@ -61,7 +61,7 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
             elif resource == "projects":
                 ids = [int(p) for p in configured] if configured else sorted(catalog)
                 checks.append(Check("projects", "all", len([p for p in ids if p in catalog]), "projects",
-                                    Where()))
+                                    Where(), note=DELETIONS))
             else:
                 for pid in _loaded_projects(ctx, resource, catalog, configured):
                     if resource == "persons":
@@ -84,7 +84,7 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
 def _list_check(resource: str, label: str, n: int | None, equals: tuple) -> Check:
     if n is None:
         return Check(resource, label, None, note="PostHog stated no count for this list")
-    return Check(resource, label, n, resource, Where(equals=equals))
+    return Check(resource, label, n, resource, Where(equals=equals), note=DELETIONS)
 
 
 def _loaded_projects(ctx: Context, resource: str, catalog: dict[int, Any], configured: Any) -> list[int]:

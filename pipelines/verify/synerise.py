@@ -21,7 +21,7 @@ Snapshot counts compare what Synerise holds now with the last load: verify right
 
 from __future__ import annotations
 
-from pipelines.verify import Check, Context, Where
+from pipelines.verify import DELETIONS, Check, Context, Where
 
 RESOURCES = ("profiles", "events", "profile_events", "catalogs", "catalog_items", "tags", "asset_tags",
              "segmentation_members", "expressions", "aggregates", "expression_summaries", "aggregate_summaries",
@@ -49,19 +49,19 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
                 checks.append(Check(resource, "all", None, resource, Where(), note=NOT_COUNTABLE[resource]))
             elif resource == "profiles":
                 n = counts.profiles_total(api)
-                note = "" if n is not None else "the key may not read the CRM list (CRM_LIST_CLIENT_READ)"
+                note = DELETIONS if n is not None else "the key may not read the CRM list (CRM_LIST_CLIENT_READ)"
                 checks.append(Check(resource, "all", n, resource, Where(), note=note))
             elif resource == "catalogs":
-                checks.append(Check(resource, "all", counts.catalogs(api)[0], resource, Where()))
+                checks.append(Check(resource, "all", counts.catalogs(api)[0], resource, Where(), note=DELETIONS))
             elif resource == "catalog_items":
                 _, ids = counts.catalogs(api)
                 for cid in ids:
                     checks.append(Check(resource, f"catalog {cid}", counts.catalog_items_total(api, cid), resource,
-                                        Where(equals=(("catalog_id", cid),))))
+                                        Where(equals=(("catalog_id", cid),)), note=DELETIONS))
             elif resource == "asset_tags":
-                checks.append(Check(resource, "all", counts.asset_tags_total(api), resource, Where()))
+                checks.append(Check(resource, "all", counts.asset_tags_total(api), resource, Where(), note=DELETIONS))
             elif resource in ("expressions", "aggregates"):
-                checks.append(Check(resource, "all", counts.analytics_total(api, resource), resource, Where()))
+                checks.append(Check(resource, "all", counts.analytics_total(api, resource), resource, Where(), note=DELETIONS))
             elif resource == "segmentation_members":
                 for uuid in ctx.config("segmentation_uuids", None) or []:
                     checks.append(Check(resource, f"segmentation {uuid}", counts.segmentation_total(api, str(uuid)),
