@@ -41,9 +41,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 SCALE = 300
 DATASET = "lytics_data"
 BASE_ENV = {
+    # pages of 40 rows: every scan has several pages (a profile already served can be served
+    # again); a full read is split into 4 bucket scans, a read of up to 160 rows is not
+    "SOURCES__LYTICS__SCAN_LIMIT": "40",
     "SOURCES__LYTICS__SCAN_WORKERS": "2",
     "SOURCES__LYTICS__SCAN_SPLITS": "4",
-    "SOURCES__LYTICS__SPLIT_MIN_PAGES": "2",
+    "SOURCES__LYTICS__SPLIT_MIN_PAGES": "4",
     "SOURCES__LYTICS__MAX_RETRY_WAIT": "20",
     "SOURCES__LYTICS__MAX_THROTTLE_WAIT": "60",
 }
