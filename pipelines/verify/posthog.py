@@ -104,6 +104,11 @@ def _events(ctx: Context, api: Any, catalog: dict[int, dict[str, Any]]) -> list[
     projects = (ctx.resource_state("events").get("projects") or {})
     checks: list[Check] = []
     first_day_us = counts.to_us(ctx.days[0][1])
+    configured = ctx.config("project_ids", None)
+    expected = {int(p) for p in configured} if configured else set(catalog)
+    for pid in sorted(expected - {int(p) for p in projects if projects[p].get("cursor")}):
+        checks.append(Check("events", f"project {pid}", None, "events", Where(equals=(("project_id", pid),)),
+                            note="no scheduled run has read this project's events: no cursor bounds the count"))
     for pid_text in sorted(projects, key=int):
         pid = int(pid_text)
         cursor = projects[pid_text].get("cursor")

@@ -225,3 +225,20 @@ def test_recording_the_same_verification_twice_never_doubles_it(loaded, tmp_path
                         base_url=server.base_url, record=False, strict=False)
     assert [(r.resource, r.verdict, r.note) for r in lenient.results] == [
         ("brand_new", "not countable", "cdp-sync verify does not know this resource")]
+
+
+def test_events_loaded_only_by_backfill_windows_are_reported_not_silently_skipped(loaded, monkeypatch):
+    """No scheduled cursor (only backfill windows loaded events): nothing bounds the vendor's
+    count, so each project is a not-countable row."""
+    from pipelines import verify as vf
+    from pipelines.verify import posthog as planner
+
+    server, _ = loaded
+    monkeypatch.setenv("SSL_CERT_FILE", server.ca_file)
+    now = dt.datetime.now(dt.UTC)
+    ctx = vf.Context("posthog", ["events"], {"resources": {"events": {"projects": {}}}}, {"events"},
+                     vf.utc_days(2, now), now, lambda key, default=None: default)
+    checks = planner.plan(ctx, server.api_key, server.base_url)
+    assert [(c.slice, c.vendor, c.table) for c in checks] == [
+        (f"project {pid}", None, "events") for pid in sorted(server.backend.projects)]
+    assert all("no cursor" in c.note for c in checks)
