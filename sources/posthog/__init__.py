@@ -98,15 +98,16 @@ def read_events_window(api: PostHogClient, project_id: int, start_us: int, end_u
         return
     expected = api.count_events(project_id, start_us, end_us)
     uuids = KeySet()
-    repeats = 0
+    read = repeats = 0
     for page in concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}"):
+        read += len(page)
         first = uuids.first_seen([row["uuid"] for row in page])
         if first is not None:
             repeats += first.count(False)
             page = [row for row, new in zip(page, first, strict=True) if new]
         if page:
             yield page
-    _check_counts({project_id: (expected, start_us, end_us)}, {project_id: len(uuids)})
+    _check_counts({project_id: (expected, start_us, end_us)}, {project_id: read})
     _warn_repeats({project_id: repeats})
 
 
@@ -329,14 +330,15 @@ def posthog_source(
                 end = planned[-1][1]
                 cur.set_floor(us_to_iso(end))
                 cursors[pid] = (cur, end, mode, len(planned))
-                # PostHog's own count of the range's distinct events, taken before it is read: a
-                # read that ends short of it is not complete (events only arrive)
+                # PostHog's own count() of the range, taken before it is read: a read that ends
+                # short of it is not complete (events only arrive; copies count on both sides)
                 expected[pid] = (api.count_events(pid, planned[0][0], end), planned[0][0], end)
                 tasks_by_project.append([_window_task(api, pid, a, b, int(events_page_size)) for a, b in planned])
             # interleave projects so every project's three query slots are used at once
             tasks = [t for group in _round_robin(tasks_by_project) for t in group]
             workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
             pages = concurrent_pages(tasks, workers, name="posthog-events")
+            read = dict.fromkeys(cursors, 0)
             uuids = {pid: KeySet() for pid in cursors}
             repeats = dict.fromkeys(cursors, 0)
 
@@ -344,6 +346,7 @@ def posthog_source(
                 for page in pages:
                     pid = page[0]["project_id"]
                     cur = cursors[pid][0]
+                    read[pid] += len(page)
                     # each uuid once per run: ClickHouse returns an event stored twice as two rows
                     # until it merges them, not always side by side (the copies' timestamps may
                     # differ); the first copy read is the one loaded
@@ -366,7 +369,7 @@ def posthog_source(
                     # staging table (a window function that needs memory in proportion to the load)
                     page, first = merge_run_hints(page, unique_in_run=True), False
                 yield page
-            _check_counts(expected, {pid: len(keys) for pid, keys in uuids.items()})
+            _check_counts(expected, read)
             _warn_repeats(repeats)
             for cur, end, mode, n_windows in cursors.values():
                 cur.commit(us_to_iso(end) if end is not None else None, mode=mode, windows=n_windows)
@@ -612,13 +615,13 @@ def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> It
 
 
 def _check_counts(expected: dict[int, tuple[int, int, int]], read: dict[int, int]) -> None:
-    """Each project's distinct events read against PostHog's count of the same range (taken
-    before the read): fewer is a short read, and the resource fails before its cursor moves."""
+    """Each project's rows read against PostHog's ``count()`` of the same range (taken before the
+    read): fewer is a short read, and the resource fails before its cursor moves."""
     short = {pid: (n, read.get(pid, 0), a, b) for pid, (n, a, b) in expected.items() if read.get(pid, 0) < n}
     if short:
         pid, (n, got, a, b) = next(iter(short.items()))
         raise IncompleteRead(
-            f"posthog project {pid}: read {got:,} distinct events in [{us_to_iso(a)}, {us_to_iso(b)}) but PostHog counted "
+            f"posthog project {pid}: read {got:,} events in [{us_to_iso(a)}, {us_to_iso(b)}) but PostHog counted "
             f"{n:,} there before the read" + (f" (and {len(short) - 1} more projects short)" if len(short) > 1 else "")
             + "; nothing of this run is committed, rerun", vendor=S.VENDOR)
 

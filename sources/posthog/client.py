@@ -57,7 +57,7 @@ EVENTS_SQL = (
     "ORDER BY timestamp, uuid LIMIT {limit}"
 )
 KEYSET = (
-    " AND (timestamp > toDateTime({last_ts}) OR (timestamp = toDateTime({last_ts}) AND uuid > toUUID({last_uuid})))"
+    " AND (timestamp > toDateTime({last_ts}) OR (timestamp = toDateTime({last_ts}) AND uuid >= toUUID({last_uuid})))"
 )
 SUMMARY_SQL = (
     "SELECT toDate(timestamp) AS day, event, count() AS events, count(DISTINCT person_id) AS persons "
@@ -65,7 +65,7 @@ SUMMARY_SQL = (
     "GROUP BY day, event ORDER BY day, event LIMIT {limit}"
 )
 BOUNDS_SQL = "SELECT count() AS events, min(timestamp) AS first FROM events"
-COUNT_SQL = ("SELECT count(DISTINCT uuid) AS events FROM events "
+COUNT_SQL = ("SELECT count() AS events FROM events "
              "WHERE timestamp >= toDateTime({start}) AND timestamp < toDateTime({end})")
 
 
@@ -370,8 +370,8 @@ class PostHogClient:
         return count, iso_to_us(first)
 
     def count_events(self, project_id: int, start_us: int, end_us: int) -> int:
-        """PostHog's own count of the distinct events (``uuid``) with ``start <= timestamp < end``
-        (distinct: copies of one event ClickHouse has not merged count once, as they load once)."""
+        """PostHog's own ``count()`` of the events with ``start <= timestamp < end`` (copies of one
+        event ClickHouse has not merged count each; the walk reads each of them too)."""
         data = self.query(project_id, COUNT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
                           "cdp_sync_event_count")
         rows = self.rows(data)
@@ -391,6 +391,7 @@ class PostHogClient:
             raise ConfigurationError(f"posthog events page size must be 1..{MAX_QUERY_ROWS}", vendor=VENDOR)
         values: dict[str, Any] = {"start": us_to_iso(start_us), "end": us_to_iso(end_us)}
         position: tuple[str, str] | None = None
+        carried = 0  # rows equal to the position at the end of the previous page
         while True:
             keyset = ""
             if position is not None:
@@ -403,6 +404,18 @@ class PostHogClient:
                 raise MalformedResponse(f"posthog events query returned no {', '.join(missing)}", vendor=VENDOR)
             page = self.rows(data)
             applied = _applied_limit(data, page_size)
+            full = len(page) >= min(page_size, applied)
+            last = (str(page[-1]["timestamp"]), str(page[-1]["uuid"])) if page else None
+            if position is not None:
+                if full and last == position:
+                    raise MalformedResponse("posthog repeated a page; the keyset did not advance", vendor=VENDOR)
+                # the page starts at the position itself (``>=``): every stored copy of the last
+                # event comes back, the ones read already are skipped, so a copy the previous page
+                # boundary split off is read (and counted) like any row
+                equal = 0
+                while equal < len(page) and (str(page[equal]["timestamp"]), str(page[equal]["uuid"])) == position:
+                    equal += 1
+                page = page[min(carried, equal):]
             loads = orjson.loads
             for row in page:
                 props = row["properties"]
@@ -410,12 +423,12 @@ class PostHogClient:
                     row["properties"] = loads(props) if props else None
                 row["project_id"] = project_id
             if page:
-                last = (str(page[-1]["timestamp"]), str(page[-1]["uuid"]))
-                if position is not None and last == position:
-                    raise MalformedResponse("posthog repeated a page; the keyset did not advance", vendor=VENDOR)
                 yield page
-            if len(page) < min(page_size, applied):
+            if not full:
                 return
+            carried = 0
+            while carried < len(page) and (str(page[-1 - carried]["timestamp"]), str(page[-1 - carried]["uuid"])) == last:
+                carried += 1
             position = last
 
     def summaries_window(self, project_id: int, start_us: int, end_us: int,
