@@ -194,9 +194,9 @@ class SyneriseBackend:
             return self._hostile_random.randrange(n)
 
     def _clamped(self, size: int, cap: int) -> int:
-        """Hostile: a page size above ``cap`` is served as ``cap``, silently (maxima the contract
-        leaves unknown; a client must not take the short page for the end)."""
-        return min(size, cap) if self.hostile else size
+        """Hostile: a page is served with half the size asked for (at most ``cap``), silently:
+        maxima the contract leaves unknown; a client must not take the short page for the end."""
+        return min(cap, max(1, size // 2)) if self.hostile else size
 
     def throttle_response(self) -> tuple[int, dict[str, str], bytes]:
         """The 429 the harness sends in hostile mode: family A (the gateway's shape; the contract
