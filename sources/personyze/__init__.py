@@ -119,12 +119,14 @@ class NewestCopyCursor(LookbackCursor):
 
     def admit(self, key: str, cursor_value: Any, row: dict[str, Any]) -> bool:
         prior = self._observed.get(key) if cursor_value is not None else None
-        if prior is not None and prior[0] > cursor_value:
+        if prior is None:
+            return super().admit(key, cursor_value, row)
+        if prior[0] > cursor_value:
             self.rows_read += 1
             return False
         admitted = super().admit(key, cursor_value, row)
         now = self._observed.get(key)
-        if prior is not None and now is not None and prior[0] == cursor_value and prior[1] != now[1]:
+        if now is not None and prior[0] == cursor_value and prior[1] != now[1]:
             self._observed[key] = (cursor_value, self._UNKNOWN)
         return admitted
 
@@ -232,7 +234,9 @@ def personyze_source(
                 f"{cursor} needs a full refresh (cdp-sync run personyze --full-refresh)",
                 vendor=S.VENDOR,
             )
-        cur = NewestCopyCursor(state, behind)
+        # a backfill walks disjoint id ranges: every row once, so the plain cursor (no per-row
+        # bookkeeping of copies); an incremental walk may meet a row twice
+        cur = (LookbackCursor if state.get("cursor") is None else NewestCopyCursor)(state, behind)
         progress = ProgressLog(S.VENDOR, name)
         convert = TolerantConverter(kept_types(spec(table), state), S.VENDOR)
         with shared.use() as api:
