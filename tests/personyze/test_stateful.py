@@ -182,10 +182,11 @@ class PersonyzeRuns(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ the vendor's changes
 
-    @rule(count=st.integers(1, 80), seconds=st.integers(0, 400))
-    def modify_users(self, count: int, seconds: int) -> None:
+    @rule(count=st.integers(1, 80), seconds=st.integers(0, 400), late=st.sampled_from([0, 0, 120, 280]))
+    def modify_users(self, count: int, seconds: int, late: int) -> None:
+        """Profiles change; some changes commit late, inside the documented 300 s limit."""
         self.ctl.mutate({"op": "advance_clock", "seconds": seconds})
-        self.ctl.mutate({"op": "modify_users", "count": count})
+        self.ctl.mutate({"op": "modify_users", "count": count, "late_seconds": late})
 
     @rule(count=st.integers(1, 30))
     def add_users(self, count: int) -> None:
