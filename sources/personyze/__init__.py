@@ -159,7 +159,7 @@ def personyze_source(
         base_url: ``https://app.personyze.com/rest``; only HTTPS is accepted.
         user_cursor: ``data_last_modified`` (default; moves on every change of a profile) or
             ``last_session_time`` (as the vendor docs paginate; misses edits that start no session).
-        lookback_seconds: how far behind its cursor ``users`` and ``sessions_archive`` re-read.
+        lookback_seconds: how far behind its cursor ``users`` re-reads (seconds).
         events_lookback_ids: how many ids behind its cursor ``events`` re-reads.
         sessions_lookback_ids: how many ids behind its cursor ``sessions_archive`` re-reads.
         summary_days: how many trailing days ``summary_actions`` re-reads each run.
@@ -442,6 +442,7 @@ def kept_types(table: TableSpec, state: dict[str, Any]) -> TableSpec:
     state["kept_types"] = kept
     return TableSpec(table.name, {c: kept.get(c, k) for c, k in table.columns.items()}, table.primary_key,
                      table.extras_column, table.tz)
+
 
 #: (resource, cursor it used to page on) -> the one line logged when it re-reads everything once
 _REPAGED = {
