@@ -29,7 +29,7 @@ import dlt
 import duckdb
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from tests import support
 from tests.stateful import profile, run_cli
@@ -150,10 +150,11 @@ class LyticsMachine(RuleBasedStateMachine):
     def run(self, incomplete_option: bool) -> None:
         self._finished(self._run(incomplete_option=incomplete_option))
 
-    @precondition(lambda self: self.completed > 0)
     @rule()
     def quiet_run(self) -> None:
-        """A run on a calm day: everything a bad day left behind is repaired by it."""
+        """A run on a calm day: everything a bad day left behind is repaired by it. (No rule
+        depends on how a run ended: run outcomes vary with timing, and hypothesis must replay
+        the same rules to shrink.)"""
         self.ctl.configure(hostile=0)
         try:
             self._finished(self._run())
