@@ -31,11 +31,12 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
+from sources.lytics import user_table
 from tests import support
 from tests.stateful import profile, run_cli
 
-from .test_source import CATALOG, users_columns
-from .truth import expected_rows, loaded_rows
+from .test_source import CATALOG
+from .truth import expected_rows, loaded_rows, schema_kinds
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -50,6 +51,8 @@ BASE_ENV = {
     "SOURCES__LYTICS__SPLIT_MIN_PAGES": "4",
     "SOURCES__LYTICS__MAX_RETRY_WAIT": "20",
     "SOURCES__LYTICS__MAX_THROTTLE_WAIT": "60",
+    # fewer typed columns than scalar fields, so fields added to the schema go past the cap
+    "SOURCES__LYTICS__MAX_USER_COLUMNS": "8",
 }
 
 
@@ -74,6 +77,8 @@ class LyticsMachine(RuleBasedStateMachine):
         self.ctl = ControlClient(self.server.root_url, self.server.ca_file)
         self.env = support.cli_env("lytics", self.server, self.tmp, **BASE_ENV)
         self.completed = 0
+        self.fields = 0
+        self.typed: dict[str, str] = {}  # the users state's typed_columns after the last completed run
         _log(kind="example")
         self.incomplete = False  # the last completed run loaded a short read and marked it
 
@@ -105,6 +110,14 @@ class LyticsMachine(RuleBasedStateMachine):
             self.ctl.mutate({"op": "late_users", "count": count, "age_seconds": age, "offset": offset})
         except Exception as exc:  # noqa: BLE001 - a chosen profile changed later than that instant
             assert "changed after" in str(exc), exc
+
+    @rule(position=st.integers(0, 12), count=st.integers(1, 40))
+    def add_schema_field(self, position: int, count: int) -> None:
+        """A new user field inserted anywhere in the schema order (class 6: a typed column must
+        keep being filled whatever the schema order says later)."""
+        self.fields += 1
+        self.ctl.mutate({"op": "add_field", "name": f"f{self.fields:02d}_score", "type": "int",
+                         "position": position, "count": count})
 
     @rule(which=st.sampled_from(["segment", "job", "content"]))
     def change_catalog(self, which: str) -> None:
@@ -172,6 +185,10 @@ class LyticsMachine(RuleBasedStateMachine):
         pipeline = dlt.attach(pipeline_name="lytics", pipelines_dir=str(self.tmp / "dlt_data" / "pipelines"))
         resources = pipeline.state.get("sources", {}).get("lytics", {}).get("resources", {})
         marks = {name: st["incomplete"] for name, st in resources.items() if st.get("incomplete")}
+        typed = (resources.get("users") or {}).get("typed_columns") or {}
+        assert all(self.typed.get(c, k) == k for c, k in typed.items()) and set(self.typed) <= set(typed), \
+            "the typed users columns only grow"
+        self.typed = dict(typed)
         self.incomplete = bool(marks)
         self.check(changed=set(self.server.backend.changed_mid_scan), state=json.dumps(marks))
 
@@ -189,7 +206,10 @@ class LyticsMachine(RuleBasedStateMachine):
         changed again during this run."""
         db = self.tmp / "lytics.duckdb"
         with duckdb.connect(str(db), read_only=True) as con:
-            columns, types = users_columns(self.ctl)
+            schema_rows = self.ctl.export("schema_fields")
+            table, _ = user_table({"columns": [r for r in schema_rows if r["table"] == "user"]}, "_uid", [], 0,
+                                  typed_before=self.typed)
+            columns, types = table.columns, schema_kinds(schema_rows)
             want = expected_rows(columns, ("_uid",), self.ctl.export("users"), types)
             got, count = loaded_rows(con, DATASET, "users", columns, ("_uid",))
             assert count == len(got), f"users: {count} rows for {len(got)} keys"
