@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,12 @@ class LyticsMachine(RuleBasedStateMachine):
         self.server.backend.changed_mid_scan.clear()
         self.server.backend.served_twice.clear()
         events = dict(self.server.backend.hostile_events)
+        self.ctl.clear_requests()
         outcome = run_cli("run", "lytics", "--dataset-name", DATASET, env=env, cwd=self.tmp, kill_after=kill_after)
         _log(kind="run", killed=outcome.killed, exit=outcome.returncode, seconds=round(outcome.seconds, 2),
              incomplete_option=incomplete_option, changed=len(self.server.backend.changed_mid_scan),
              served_twice=len(self.server.backend.served_twice),
+             wire={k: v for k, v in Counter(e["fault"] for e in self.ctl.requests() if e["fault"]).items()},
              hostile={k: v - events.get(k, 0) for k, v in self.server.backend.hostile_events.items()
                       if v != events.get(k, 0)},
              error=next((line for line in outcome.stderr.splitlines() if line.startswith("error:")), None))
