@@ -221,5 +221,27 @@ class PersonyzeRuns(RuleBasedStateMachine):
         self.figures["steps"] += 1
 
 
-PersonyzeRuns.TestCase.settings = profile(stateful_step_count=5)
+PersonyzeRuns.TestCase.settings = profile(max_examples=2, stateful_step_count=5)
 test_personyze_runs = PersonyzeRuns.TestCase
+
+
+def test_a_fixed_program_through_kill_fault_and_hostile_mode() -> None:
+    """One program the ci profile's few examples may not reach: hostile mode from the start, a
+    run killed part way, a retried and a fatal fault in one run, deletes, then exact again."""
+    machine = PersonyzeRuns()
+    try:
+        machine.first_run(hostile=True, seed=7)
+        machine.modify_users(count=40, seconds=30, late=120)
+        machine.add_sessions(count=20, late=8280)
+        machine.run_killed(after=1.5)
+        machine.arm_fault(kind="empty_200", obj="users", after=0)
+        machine.arm_fault(kind="fatal_400", obj="events", after=0)
+        machine.run()
+        assert machine.figures["failed"] == 1, machine.figures
+        machine.set_hostile(on=False, seed=0)
+        machine.delete_users(count=3)
+        machine.add_events(count=30, late=86400)
+        machine.run()
+        assert machine.figures["checks"] >= 2, machine.figures
+    finally:
+        machine.teardown()
