@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 import pytest
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from tests import support
 from tests.stateful import profile, run_cli
@@ -185,10 +185,11 @@ class SyneriseMachine(RuleBasedStateMachine):
         self.ctl.clear_faults()
         self._finished(outcome)
 
-    @precondition(lambda self: self.completed > 0)
     @rule()
     def quiet_run(self) -> None:
-        """A run on a calm day (hostile mode off for it)."""
+        """A run on a calm day (hostile mode off for it). No precondition on earlier outcomes:
+        whether a run completed depends on timing, and a precondition on it makes hypothesis's
+        draws differ between replays (FlakyStrategyDefinition)."""
         self.ctl.configure(hostile=0)
         self.ctl.clear_faults()
         try:
