@@ -355,3 +355,31 @@ def test_tags_collector_crm_list_and_profile_tags(http, emu, ctl):
     assert sorted(t["name"] for t in tags) == sorted(who["tags"])
     missing = http.get("/v4/clients/1/tags", headers=h)
     assert missing.status_code == 404 and "errors" in missing.json(), "family B"
+
+
+def test_hostile_mode_orders_clamps_and_logs_its_bad_days(start_emulator, control_for):
+    from emulators.synerise import create_backend
+
+    backend = create_backend(seed=4, scale=50, hostile=1, hostile_seed=9)
+    assert backend.configure({"hostile": 0, "hostile_seed": 3})["hostile"] == 0
+    status, extra, body = backend.throttle_response()
+    assert status == 429 and extra["Retry-After"] == "1"
+    assert set(json.loads(body)) == {"timestamp", "status", "error", "message", "path"}  # family A
+
+    emu = start_emulator("synerise", scale=200, seed=4)
+    ctl = control_for(emu)
+    ctl.configure(hostile=1, hostile_seed=5, hostile_odds=0, hostile_rate=0)
+    with httpx.Client(base_url=emu.base_url, verify=emu.ca_file, timeout=30) as http:
+        token = login(http, emu.api_key)
+        page = http.get("/v4/clients", params={"pageSize": 40, "pageIndex": 1}, headers=headers(token)).json()
+        assert len(page) == 20, "served with half the page size asked for, silently"
+        stamps = [p["lastActivityDate"] for p in page]
+        assert stamps == sorted(stamps), "no sortBy: recently active last"
+        ctl.configure(hostile_odds=1)
+        second = http.get("/v4/clients", params={"pageSize": 40, "pageIndex": 2}, headers=headers(token)).json()
+        assert len(second) == 20
+    kinds = [h["kind"] for h in ctl.export("hostile_log")]
+    assert kinds[:2] == ["profile_modified_mid_walk", "v4_clients_page_shifted"], kinds
+    moved = ctl.export("hostile_log")[0]["client_id"]
+    latest = max(ctl.export("profiles"), key=lambda p: (p["lastActivityDate"], p["clientId"]))
+    assert latest["clientId"] == moved, "the modified profile is the newest and sorts last"
