@@ -181,6 +181,14 @@ class PostHogMachine(RuleBasedStateMachine):
         self._run()
 
     @precondition(lambda self: profile_name() != "ci")
+    @rule(seed=st.integers(0, 10_000), after=st.none() | st.floats(0.5, 6.0))
+    def run_hostile(self, seed: int, after: float | None) -> None:
+        """One run in hostile mode (maybe killed), then calm again."""
+        self.hostile_mode(True, seed)
+        self._run(kill_after=after)
+        self.hostile_mode(False, seed)
+
+    @precondition(lambda self: profile_name() != "ci")
     @rule(after=st.floats(0.5, 6.0))
     def run_killed(self, after: float) -> None:
         self._run(kill_after=after)
