@@ -49,8 +49,8 @@ Where the contract is unknown the stricter choice is made (see ``emulators/posth
 from __future__ import annotations
 
 import base64
-import dataclasses
 import bisect
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools

@@ -49,8 +49,17 @@ from sources.common.progress import ProgressLog, record_requests
 from sources.common.window import RowCount, Window
 
 from . import settings as S
+from .client import (
+    IncompleteRead,
+    PostHogClient,
+    cursor_text,
+    iso_to_us,
+    parse_start,
+    project_days,
+    us_to_iso,
+    windows,
+)
 from .keys import KeySet
-from .client import IncompleteRead, PostHogClient, cursor_text, iso_to_us, parse_start, project_days, us_to_iso, windows
 
 __all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day",
            "BACKFILL_RESOURCES"]

@@ -29,7 +29,6 @@ import logging
 import re
 import threading
 import uuid
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 

@@ -13,13 +13,12 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.errors import MalformedResponse
+from sources.posthog import settings as S
 from sources.posthog.client import IncompleteRead
-
 from tests import support
 
-from .helpers import connect, resource_state, root, run, source
-from .truth import assert_matches_emulator, assert_table_equals, expected_rows, loaded_rows
-from sources.posthog import settings as S
+from .helpers import connect, root, run, source
+from .truth import assert_matches_emulator, expected_rows, loaded_rows
 
 SCALE = 700
 
