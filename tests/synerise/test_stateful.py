@@ -266,5 +266,5 @@ def _equal_profiles(con: duckdb.DuckDBPyConnection, kept: list[int], profiles: l
     assert_table_equals(con, "temp", "profiles", profiles)
 
 
-SyneriseMachine.TestCase.settings = profile(stateful_step_count=10)
+SyneriseMachine.TestCase.settings = profile(stateful_step_count=8)
 test_synerise_stateful = SyneriseMachine.TestCase
