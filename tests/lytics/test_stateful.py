@@ -133,7 +133,7 @@ class LyticsMachine(RuleBasedStateMachine):
 
     @rule(seed=st.integers(0, 10_000), odds=st.sampled_from([1.0, 3.0]))
     def hostile(self, seed: int, odds: float) -> None:
-        """Hostile mode is on throughout (a new seed and odds here); only quiet_run is calm."""
+        """Hostile mode is on throughout (a new seed and odds here); only a calm run is without."""
         self.ctl.configure(hostile=1, hostile_seed=seed, hostile_rate=0.05, hostile_odds=odds)
 
     # -- runs -------------------------------------------------------------------------------------
@@ -147,10 +147,12 @@ class LyticsMachine(RuleBasedStateMachine):
         events = dict(self.server.backend.hostile_events)
         self.ctl.clear_requests()
         outcome = run_cli("run", "lytics", "--dataset-name", DATASET, env=env, cwd=self.tmp, kill_after=kill_after)
+        log = self.ctl.requests()
         _log(kind="run", killed=outcome.killed, exit=outcome.returncode, seconds=round(outcome.seconds, 2),
              incomplete_option=incomplete_option, changed=len(self.server.backend.changed_mid_scan),
              served_twice=len(self.server.backend.served_twice),
-             wire={k: v for k, v in Counter(e["fault"] for e in self.ctl.requests() if e["fault"]).items()},
+             requests=len(log), wire=dict(Counter(e["fault"] for e in log if e["fault"])),
+             hostile_on=self.server.harness.hostile,
              hostile={k: v - events.get(k, 0) for k, v in self.server.backend.hostile_events.items()
                       if v != events.get(k, 0)},
              error=next((line for line in outcome.stderr.splitlines() if line.startswith("error:")), None))
@@ -162,18 +164,17 @@ class LyticsMachine(RuleBasedStateMachine):
         if not outcome.killed:
             self._finished(outcome)
 
-    @rule(incomplete_option=st.booleans())
-    def run(self, incomplete_option: bool) -> None:
-        self._finished(self._run(incomplete_option=incomplete_option))
-
-    @rule()
-    def quiet_run(self) -> None:
-        """A run on a calm day: everything a bad day left behind is repaired by it. (No rule
-        depends on how a run ended: run outcomes vary with timing, and hypothesis must replay
-        the same rules to shrink.)"""
+    @rule(incomplete_option=st.booleans(), calm=st.booleans())
+    def run(self, incomplete_option: bool, calm: bool) -> None:
+        """A run to its end; ``calm``: hostile mode is off for it (everything a bad day left
+        behind must be repaired by it). No rule depends on how a run ended: run outcomes vary
+        with timing, and hypothesis must replay the same rules when it shrinks."""
+        if not calm:
+            self._finished(self._run(incomplete_option=incomplete_option))
+            return
         self.ctl.configure(hostile=0)
         try:
-            self._finished(self._run())
+            self._finished(self._run(incomplete_option=incomplete_option))
         finally:
             self.ctl.configure(hostile=1)
 
