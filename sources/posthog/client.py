@@ -66,6 +66,7 @@ SUMMARY_SQL = (
 BOUNDS_SQL = "SELECT count() AS events, min(timestamp) AS first FROM events"
 COUNT_SQL = ("SELECT count() AS events FROM events "
              "WHERE timestamp >= toDateTime({start}) AND timestamp < toDateTime({end})")
+DISTINCT_SQL = COUNT_SQL.replace("count()", "count(DISTINCT uuid)")
 
 
 def retry_after_hint(response: httpx.Response) -> float | None:
@@ -373,6 +374,17 @@ class PostHogClient:
         event ClickHouse has not merged count each; the walk reads each of them too)."""
         data = self.query(project_id, COUNT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
                           "cdp_sync_event_count")
+        rows = self.rows(data)
+        if len(rows) != 1 or not isinstance(rows[0].get("events"), (int, str)):
+            raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() (project {project_id})",
+                                    vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:300])
+        return int(rows[0]["events"])
+
+    def count_distinct_events(self, project_id: int, start_us: int, end_us: int) -> int:
+        """PostHog's ``count(DISTINCT uuid)`` of the events with ``start <= timestamp < end``: what
+        a destination holding each event once should hold (copies of one event count once)."""
+        data = self.query(project_id, DISTINCT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
+                          "cdp_sync_event_count_distinct")
         rows = self.rows(data)
         if len(rows) != 1 or not isinstance(rows[0].get("events"), (int, str)):
             raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() (project {project_id})",

@@ -2,8 +2,7 @@
 
 * **Events per UTC day**: one HogQL ``count(DISTINCT uuid)`` grouped by ``toDate(timestamp)`` when
   the project's time zone is UTC (HogQL's ``toDate`` takes the project's calendar day); otherwise
-  one ``count()`` per UTC day with explicit UTC bounds (the same query the events resource asks
-  before it reads a range). Distinct ``uuid``: copies of one event ClickHouse has not merged yet
+  one ``count(DISTINCT uuid)`` per UTC day with explicit UTC bounds. Distinct ``uuid``: copies of one event ClickHouse has not merged yet
   count once, as they load once.
 * **Lists** (DRF style A): ``count`` of a ``limit=1`` page; persons ask ``include_total``.
 
@@ -37,7 +36,7 @@ def events_between(api: PostHogClient, project_id: int, start_us: int, end_us: i
     """Distinct events with ``start <= timestamp < end`` (UTC microseconds)."""
     if end_us <= start_us:
         return 0
-    return api.count_events(project_id, start_us, end_us)
+    return api.count_distinct_events(project_id, start_us, end_us)
 
 
 def events_per_utc_day(api: PostHogClient, project_id: int, timezone: str | None,
@@ -63,7 +62,7 @@ def events_per_utc_day(api: PostHogClient, project_id: int, timezone: str | None
         return out
     day = start_us
     while day < end_us:
-        out[us_to_iso(day)[:10]] = api.count_events(project_id, day, min(day + DAY_US, end_us))
+        out[us_to_iso(day)[:10]] = api.count_distinct_events(project_id, day, min(day + DAY_US, end_us))
         day += DAY_US
     return out
 
