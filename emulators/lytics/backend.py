@@ -877,9 +877,9 @@ class LyticsBackend:
                 offset = int(operation.get("offset", derive(acct.seed, "late", acct.version) % step))
                 slots = sorted({(offset + i * step) % acct.n_users for i in range(count)})
                 late = acct.clock.tick() - int(age * 1e9)
+                if any(acct.modified[slot] >= late for slot in slots):  # checked before any change
+                    raise MutationError("a chosen profile changed after that instant; pick another offset")
                 for slot in slots:
-                    if acct.modified[slot] >= late:
-                        raise MutationError("a chosen profile changed after that instant; pick another offset")
                     cur = acct.user(slot, with_segments=False)
                     acct.update_user(slot, {"visitct": str(int(cur.get("visitct") or 0) + 1), "late": True}, late)
                 acct.version += 1

@@ -261,3 +261,14 @@ def test_revoked_key_and_the_vendor_throttle_shape(fresh):
     ctl.configure(revoked=False)
     status, headers, body = server.backend.throttle_response()
     assert status == 429 and "Retry-After" not in headers and b'"Too Many Requests"' in body
+
+
+def test_a_refused_late_users_op_changes_nothing(fresh):
+    server, ctl, api = fresh
+    ctl.mutate({"op": "modify_users", "count": 1, "offset": 160})  # slot 160 changes now
+    with pytest.raises(Exception, match="changed after"):
+        ctl.mutate({"op": "late_users", "count": 2, "age_seconds": 60, "offset": 10})  # slots 10 and 160
+    uid = server.backend.account.uid_of(10)
+    rows, _ = walk(api, "POST", "/api/segment/scan", "FILTER * FROM user", limit=100)
+    served = next(r for r in rows if r["_uid"] == uid)
+    assert "late" not in served and served == next(u for u in ctl.export("users") if u["_uid"] == uid)

@@ -221,8 +221,15 @@ class LyticsMachine(RuleBasedStateMachine):
             unexpected = {k[0] for k in got if k not in want}
             assert not unexpected, unexpected
             late = wrong - changed  # what an earlier run was excused for must be exact by now
+            late_info = ""
+            if late:
+                k = (sorted(late)[0],)
+                names = [*columns, "attributes"]
+                diff = [(c, w, g) for c, w, g in zip(names, want[k], got.get(k) or (None,) * len(names), strict=True)
+                        if w != g]
+                late_info = f"first: {k[0]} {diff[:4]}"
             if not self.incomplete:
-                assert not late, (f"{len(late)} profiles differ after a completed run (e.g. {sorted(late)[:3]}); "
+                assert not late, (f"{len(late)} profiles differ after a completed run ({late_info}); "
                                   f"{len(wrong)} differ in all, {len(changed)} changed during the run\n{state}")
             for table in CATALOG:
                 want_t = expected_rows(table.columns, table.primary_key, self.ctl.export(table.name))
