@@ -9,6 +9,13 @@ The rules it implements (DESIGN.md, "Rules that make the numbers right"):
   before they reach dlt: the state keeps a short fingerprint of every row loaded whose cursor
   value lies inside the window behind the newest cursor. A run with no changes therefore loads
   nothing, and a run after changes loads exactly the changed rows.
+* With ``newest_wins``, when a row comes back twice in one load (changed while the walk runs, a
+  replica that lags, a lookback that re-reads it), the copy with the larger cursor value — the
+  vendor's own modification time, which the merge's ``dedup_sort`` hint also picks — is the one
+  that lands: an older copy read after a newer one is dropped, and the fingerprint kept is always
+  the landed copy's. Two *different* copies with the same cursor value cannot be ordered: both
+  load and no fingerprint is kept for that row, so the next run loads it again whichever copy
+  the merge kept.
 * Nothing here writes state until :meth:`LookbackCursor.commit`, which the resource calls after
   its last page; dlt commits resource state with the load package, so a crash anywhere leaves
   the previous position and a re-run fetches the same range again.
@@ -49,10 +56,16 @@ class LookbackCursor:
     returns the value ``lookback`` before ``v`` in the cursor's own units (seconds, ids, days).
     """
 
-    def __init__(self, state: dict[str, Any], behind: Callable[[Any], Any], max_seen: int | None = None):
+    #: a fingerprint no row has: the row's next re-read is loaded whatever it holds
+    UNKNOWN = ""
+
+    def __init__(self, state: dict[str, Any], behind: Callable[[Any], Any], max_seen: int | None = None,
+                 *, newest_wins: bool = False):
         """``max_seen`` (optional) bounds the fingerprints kept in state: when the lookback window
         holds more rows, none are kept and the next run loads the window again (the destination
-        merges it), so state stays small for very busy sources."""
+        merges it), so state stays small for very busy sources. ``newest_wins``: see the module
+        doc (a row read twice in one load lands as its newest copy)."""
+        self._newest_wins = newest_wins
         self._state = state
         self._behind = behind
         self._max_seen = max_seen
@@ -80,19 +93,25 @@ class LookbackCursor:
         self._floor = self._behind(cursor_value)
 
     def admit(self, key: str, cursor_value: Any, row: Mapping[str, Any]) -> bool:
-        """Record a row read from the API; return False when it is an unchanged re-read."""
+        """Record a row read from the API; return False when it is an unchanged re-read (or,
+        with ``newest_wins``, an older copy of a row this load already read newer)."""
         self.rows_read += 1
         if cursor_value is None:  # no cursor value: never inside a window, always loaded
             self.rows_admitted += 1
             return True
+        prior = self._observed.get(key) if self._newest_wins else None
+        if prior is not None and prior[0] > cursor_value:
+            return False  # an older copy: the newer one already read is the one that lands
         if self._max is None or cursor_value > self._max:
             self._max = cursor_value
         if self._floor is None or cursor_value >= self._floor:
             fp = fingerprint(row)
+            if prior is not None and prior[0] == cursor_value and prior[1] != fp:
+                fp = self.UNKNOWN  # two different copies of one instant: reload next run
             self._observed[key] = (cursor_value, fp)
             if len(self._observed) > 2 * self._pruned_at + 10_000:
                 self._prune()
-            if self._seen.get(key) == fp:
+            if fp != self.UNKNOWN and self._seen.get(key) == fp:
                 return False
         self.rows_admitted += 1
         return True

@@ -33,7 +33,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
+from sources.common.arrow import TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError
@@ -45,7 +45,6 @@ from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import PersonyzeClient
-from .convert import TolerantConverter
 
 __all__ = ["personyze_source", "check_credentials", "PersonyzeClient", "BACKFILL_RESOURCES"]
 
@@ -98,37 +97,6 @@ def _cursor_value(row: dict[str, Any], column: str, parse: Callable[[Any], Any])
     if v is None or v == "":
         return None
     return parse(v)
-
-
-class NewestCopyCursor(LookbackCursor):
-    """A :class:`LookbackCursor` for which the newest copy of a row read twice in one run wins.
-
-    A row can come back twice in one load (changed while the walk runs, or a server that serves
-    pages from replicas that lag). The copy with the larger cursor value (the vendor's own
-    modification time) is the one that lands — the merge's ``dedup_sort`` hint picks it in the
-    destination — so:
-
-    * a copy *older* than one already read is dropped here (not loaded, and its fingerprint is
-      not kept, so the fingerprint in state is always the landed copy's);
-    * two *different* copies with the same cursor value (changed twice within one second) cannot
-      be ordered: both load, and no fingerprint is kept for that row, so the next run's lookback
-      loads it again whatever copy the merge kept.
-    """
-
-    _UNKNOWN = ""  # a fingerprint no row has
-
-    def admit(self, key: str, cursor_value: Any, row: dict[str, Any]) -> bool:
-        prior = self._observed.get(key) if cursor_value is not None else None
-        if prior is None:
-            return super().admit(key, cursor_value, row)
-        if prior[0] > cursor_value:
-            self.rows_read += 1
-            return False
-        admitted = super().admit(key, cursor_value, row)
-        now = self._observed.get(key)
-        if now is not None and prior[0] == cursor_value and prior[1] != now[1]:
-            self._observed[key] = (cursor_value, self._UNKNOWN)
-        return admitted
 
 
 @dlt.source(name="personyze", max_table_nesting=0)
@@ -236,7 +204,8 @@ def personyze_source(
             )
         # a backfill walks disjoint id ranges: every row once, so the plain cursor (no per-row
         # bookkeeping of copies); an incremental walk may meet a row twice
-        cur = (LookbackCursor if state.get("cursor") is None else NewestCopyCursor)(state, behind)
+        # a backfill reads each row once; an incremental walk may read one twice: newest wins
+        cur = LookbackCursor(state, behind, newest_wins=state.get("cursor") is not None)
         progress = ProgressLog(S.VENDOR, name)
         convert = TolerantConverter(kept_types(spec(table), state), S.VENDOR)
         with shared.use() as api:

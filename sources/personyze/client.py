@@ -201,24 +201,6 @@ def expect_object(body: Any) -> str | None:
     return None if isinstance(body, dict) else f"{_describe(body)} where a JSON object was expected"
 
 
-class UntilEmptyPaginator(KeysetPaginator):
-    """Keyset pagination that ends only on an empty page (Personyze documents no other
-    end-of-data signal; a page shorter than asked may be a server that clamped the limit)."""
-
-    def update_state(self, response: httpx.Response, body: Any, data: list[Any]) -> None:
-        if not data:
-            self.has_next_page = False
-            return
-        position = self.key_of(data[-1])
-        if self.position is not None and not position > self.position:
-            raise MalformedResponse(
-                f"{VENDOR}: the keyset did not advance (from {self.position!r} to {position!r}); "
-                "the API ignored the position",
-                vendor=VENDOR, method="GET", url=str(response.request.url), body=response.text,
-            )
-        self.position = position
-
-
 def _is_slow_query_refusal(exc: RequestRejected) -> bool:
     """The API answers a slow query that reads past 50 rows with a bare 400 (no text)."""
     return exc.status == 400 and not (exc.body_excerpt or "").strip()
@@ -369,7 +351,7 @@ class PersonyzeClient:
                 )
 
             try:
-                for page in self.http.paginate(Request(), UntilEmptyPaginator(size, key_of, apply), rows_of):
+                for page in self.http.paginate(Request(), KeysetPaginator(size, key_of, apply, confirm_end=True), rows_of):
                     if page:
                         position = key_of(page[-1])
                         first_start = None

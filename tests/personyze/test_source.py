@@ -457,7 +457,7 @@ def test_values_that_do_not_fit_their_column_load_as_text_with_one_warning(emu, 
     assert got[ids[2]][2:4] == (None, "call us") and got[ids[3]][4:] == (None, "maybe")
     warnings = [r.getMessage() for r in caplog.records if "did not fit" in r.getMessage()]
     assert len(warnings) == 1, warnings
-    assert "4 values" in warnings[0] and "inventory (2 as text" in warnings[0] and "price (1" in warnings[0]
+    assert "4 values" in warnings[0] and "inventory (2 in inventory__v_text" in warnings[0] and "price (1" in warnings[0]
 
 
 def test_pages_shorter_than_asked_do_not_end_a_walk(emu, ctl, make_pipeline, tmp_path):
