@@ -44,8 +44,7 @@ import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from sources.common.arrow import _SCALAR as _ARROW_SCALAR
-from sources.common.arrow import TableSpec, batched, quiet_arrow_hint_warning
+from sources.common.arrow import TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError, MalformedResponse
@@ -111,69 +110,33 @@ def _ts(value: Any) -> Any:
 
 
 class Misfits:
-    """Values that do not fit their column's contract type, counted per table and column, and
-    reported once per resource: they land as text in ``<column>__v_text``, never fail a run."""
+    """The run's :class:`TolerantConverter` per table: a value that does not fit its column's
+    contract type lands as text in ``<column>__v_text`` and never fails a run; :meth:`report`
+    logs one warning for the table (every such column with its count)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str, str], int] = {}
+        self._converters: dict[str, TolerantConverter] = {}
 
-    def add(self, table: str, column: str, kind: str, n: int) -> None:
+    def converter(self, spec: TableSpec) -> TolerantConverter:
         with self._lock:
-            key = (table, column, kind)
-            self._counts[key] = self._counts.get(key, 0) + n
+            convert = self._converters.get(spec.name)
+            if convert is None:
+                convert = self._converters[spec.name] = TolerantConverter(spec, S.VENDOR, log=progress_logger)
+            return convert
 
     def report(self, table: str) -> None:
         with self._lock:
-            mine = {k: v for k, v in self._counts.items() if k[0] == table}
-            for k in mine:
-                del self._counts[k]
-        for (t, column, kind), n in sorted(mine.items()):
-            progress_logger.warning(
-                "synerise.%s: %s value%s of %s did not fit its type (%s); loaded as text in %s__v_text",
-                t, f"{n:,}", "" if n == 1 else "s", column, kind, column,
-            )
+            convert = self._converters.get(table)
+        if convert is not None:
+            convert.warn()
 
 
 def fitted_table(spec: TableSpec, rows: Sequence[dict[str, Any]], misfits: Misfits | None = None) -> pa.Table:
-    """``spec.to_arrow(rows)``; when a value does not fit its declared column (a string where the
-    contract documents a number, an unreadable date …), the row keeps ``None`` there and the value
-    lands as text in ``<column>__v_text`` (a variant column, as dlt names them), counted in
-    ``misfits``. Only a batch that holds such a value pays for the column-by-column check."""
-    try:
-        return spec.to_arrow(rows)
-    except MalformedResponse:
-        pass
-    bad: dict[str, list[int]] = {}
-    for column, kind in spec.columns.items():
-        convert = _ARROW_SCALAR.get(kind)
-        if convert is None or column in spec.primary_key:
-            continue
-        idx = []
-        for i, r in enumerate(rows):
-            try:
-                convert(r.get(column))
-            except (ValueError, TypeError, OverflowError):
-                idx.append(i)
-        if idx:
-            bad[column] = idx
-    if not bad:  # a primary key that does not fit: no row to put it in
-        return spec.to_arrow(rows)
-    fixed = [dict(r) for r in rows]
-    text: dict[str, list[str | None]] = {}
-    for column, idx in bad.items():
-        values: list[str | None] = [None] * len(fixed)
-        for i in idx:
-            v = fixed[i][column]
-            values[i] = v if isinstance(v, str) else orjson.dumps(v).decode()
-            fixed[i][column] = None
-        text[column] = values
-        if misfits is not None:
-            misfits.add(spec.name, column, spec.columns[column], len(idx))
-    table = spec.to_arrow(fixed)
-    for column, values in text.items():
-        table = table.append_column(f"{column}__v_text", pa.array(values, type=pa.string()))
-    return table
+    """``spec.to_arrow(rows)`` that sets aside values not fitting their column (see
+    :class:`~sources.common.arrow.TolerantConverter`), counted in ``misfits`` when given."""
+    convert = misfits.converter(spec) if misfits is not None else TolerantConverter(spec, S.VENDOR)
+    return convert(rows)
 
 
 def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
