@@ -88,6 +88,7 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
     raise the cap instead."""
     import logging
 
+    distrust_unique_rows(pipeline)
     capped = getattr(pipeline.destination, "cdp_sync_memory_cap", None)
     if capped is None:
         return step()
@@ -106,9 +107,39 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
             f"DuckDB needed more than its memory cap ({limit}) for this load; finishing it without the cap "
             "(set [cdp_sync] duckdb_memory_limit higher, or \"none\", to skip the failed attempt)"
         )
+        distrust_unique_rows(pipeline)
         return pipeline.load(destination=dlt.destinations.duckdb(credentials=path))
     finally:
         dlt_logger.removeFilter(quiet)
+
+
+def distrust_unique_rows(pipeline: Any) -> int:
+    """Let the merge de-duplicate staging in every package already normalized, whatever its run
+    declared (``sources.common.hints.merge_run_hints``); returns how many tables that changed.
+
+    A run whose rows are unique by construction tells dlt to skip de-duplicating the staging
+    table. That holds for the run, not for a package finished later: a process killed after
+    DuckDB committed a file's copy into staging but before dlt recorded the job copies the file a
+    second time when the package is finished, and a merge that trusted the rows to be unique would
+    keep both copies. Packages still pending when a load starts (an interrupted run's, or one
+    retried without the memory cap) therefore merge with de-duplication, the copy kept chosen by
+    the ``dedup_sort`` hint: exact, at the memory cost of that one load."""
+    from sources.common.hints import DEDUPLICATED
+
+    packages = pipeline._get_load_storage().normalized_packages
+    changed = 0
+    for load_id in packages.list_packages():
+        schema = packages.load_schema(load_id)
+        tables = [t for t in schema.tables.values() if t.get(DEDUPLICATED)]
+        for table in tables:
+            table[DEDUPLICATED] = False
+            wd = table.get("write_disposition")
+            if isinstance(wd, dict) and wd.get("deduplicated"):
+                wd["deduplicated"] = False
+        if tables:
+            packages.save_schema(load_id, schema)
+            changed += len(tables)
+    return changed
 
 
 class _QuietOutOfMemory:
