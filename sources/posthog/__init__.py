@@ -372,12 +372,13 @@ def posthog_source(
             for batch in batched(admitted(), int(batch_rows)):
                 page = S.EVENTS.to_arrow(batch)
                 if first:
-                    # each event is yielded once per run (disjoint windows, a strictly increasing
-                    # keyset, every uuid read before in this run dropped above), but the run must
-                    # not declare it: a package finished after a kill can copy one file into the
-                    # staging table twice (killed between DuckDB's COPY and dlt recording the
-                    # job), and only the staging de-duplication then keeps one row per uuid
-                    page, first = merge_run_hints(page, unique_in_run=False), False
+                    # each event once per run: the windows are disjoint, each is walked on the
+                    # strictly increasing (timestamp, uuid) keyset and every uuid read before in
+                    # this run is dropped above, so the merge can skip dlt's de-duplication of the
+                    # staging table (a window function that needs memory in proportion to the load).
+                    # A package finished after a kill may copy a file into staging twice: cdp-sync
+                    # loads such a package with de-duplication (pipelines.destinations.run_within_cap)
+                    page, first = merge_run_hints(page, unique_in_run=True), False
                 yield page
             _check_counts(expected, read)
             _warn_repeats(repeats)
@@ -452,8 +453,8 @@ def posthog_source(
             first = True
             for batch in batched(pages, int(batch_rows)):
                 page = count(S.EVENTS.to_arrow(batch))
-                if first:  # not declared unique: see events() (a replayed package)
-                    page, first = merge_run_hints(page, unique_in_run=False), False
+                if first:
+                    page, first = merge_run_hints(page, unique_in_run=True), False
                 yield page
             _note_unreachable(state, unreachable)
             window.record(state, count.rows, axis="timestamp", projects=len(projects))
@@ -479,8 +480,8 @@ def posthog_source(
             first = True
             for page in _counted(concurrent_pages(tasks, workers, name="posthog-summaries-window"), progress):
                 table = count(S.EVENT_SUMMARIES.to_arrow(page))
-                if first:  # not declared unique: see events() (a replayed package)
-                    table, first = merge_run_hints(table, unique_in_run=False), False
+                if first:
+                    table, first = merge_run_hints(table, unique_in_run=True), False
                 yield table
             _note_unreachable(state, unreachable)
             window.record(state, count.rows, axis="day", project_days=len(tasks))

@@ -2,7 +2,9 @@
 lands every row once. The deterministic form of what the model-based test found: the process is
 killed right after DuckDB copied ``events`` into the staging table and before dlt recorded that
 job, so finishing the package copies the same file into staging a second time; a merge that was
-told the run's rows are unique skipped de-duplicating staging and loaded every event twice."""
+told the run's rows are unique skipped de-duplicating staging and loaded every event twice. The
+run still declares them unique (memory); cdp-sync finishes a pending package with
+de-duplication."""
 
 from __future__ import annotations
 
@@ -34,8 +36,10 @@ SCRIPT = textwrap.dedent('''
         duck.DuckDbCopyJob.run = run_then_die
         pipeline.run(posthog_source(api_key=key, base_url=url).with_resources("events"), loader_file_format="parquet")
     else:
+        from pipelines.destinations import run_within_cap
+
         assert pipeline.has_pending_data
-        pipeline.load().raise_on_failed_jobs()
+        run_within_cap(pipeline, pipeline.load).raise_on_failed_jobs()  # as cdp-sync finishes a package
 ''')
 
 
