@@ -174,7 +174,9 @@ class LyticsMachine(RuleBasedStateMachine):
             return
         self.ctl.configure(hostile=0)
         try:
-            self._finished(self._run(incomplete_option=incomplete_option))
+            outcome = self._run(incomplete_option=incomplete_option)
+            assert outcome.ok, f"a run on a calm day failed: {outcome}"
+            self._finished(outcome)
         finally:
             self.ctl.configure(hostile=1)
 
