@@ -126,9 +126,12 @@ def distrust_unique_rows(pipeline: Any) -> int:
     the ``dedup_sort`` hint: exact, at the memory cost of that one load."""
     from sources.common.hints import DEDUPLICATED
 
+    load_ids = pipeline.list_normalized_load_packages()  # none (and no folder) on a first run
+    if not load_ids:
+        return 0
     packages = pipeline._get_load_storage().normalized_packages
     changed = 0
-    for load_id in packages.list_packages():
+    for load_id in load_ids:
         schema = packages.load_schema(load_id)
         tables = [t for t in schema.tables.values() if t.get(DEDUPLICATED)]
         for table in tables:

@@ -37,8 +37,8 @@ SCRIPT = textwrap.dedent('''
                 page, first = merge_run_hints(page, unique_in_run=True), False
             yield page
 
-    if mode == "first":
-        pipeline.run(rows(), loader_file_format="parquet")
+    if mode == "first":  # a fresh pipeline, as cdp-sync runs one (no package folder yet)
+        run_within_cap(pipeline, lambda: pipeline.run(rows(), loader_file_format="parquet"))
     elif mode == "die":
         original = duck.DuckDbCopyJob.run
 
