@@ -26,7 +26,7 @@ def load_one_segment(segment: str = "high_intensity") -> None:
 
 
 def load_catalog() -> None:
-    """Segments, collections, sizes (appended per run), schema, streams and jobs."""
+    """Segments, collections, sizes (one snapshot per run, merged on id and extracted_at), schema, streams and jobs."""
     pipeline = dlt.pipeline(pipeline_name="lytics_catalog", destination="duckdb", dataset_name="lytics")
     source = lytics_source().with_resources(
         "segments", "segment_collections", "segment_sizes", "schema_fields", "streams", "jobs"

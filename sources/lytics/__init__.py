@@ -138,21 +138,6 @@ def _epoch_ms(value: Any) -> int | None:
 # ------------------------------------------------------------------------- newest copy wins
 
 
-class NewestCopyCursor(LookbackCursor):
-    """A :class:`LookbackCursor` for reads that may return one record twice (a scan returns a
-    profile again when it changes mid-scan; a restarted scan re-reads). A copy older (by the
-    cursor field, ``_modified``/``updated``) than a copy of the same record already read in this
-    run is dropped, so the fingerprint kept for the next run is always that of the newest copy,
-    which is also the copy the merge keeps (``dedup_sort`` on the same field)."""
-
-    def admit(self, key: str, cursor_value: Any, row: Any) -> bool:
-        prev = self._observed.get(key)
-        if prev is not None and cursor_value is not None and cursor_value < prev[0]:
-            self.rows_read += 1
-            return False
-        return super().admit(key, cursor_value, row)
-
-
 #: the merge keeps the copy with the newest value of this column when a load holds a key twice
 def _newest_wins(columns: dict[str, dict[str, Any]], column: str) -> dict[str, dict[str, Any]]:
     columns[column] = {**columns[column], "dedup_sort": "desc"}
@@ -483,7 +468,7 @@ def lytics_source(
                     "refresh (cdp-sync run lytics --full-refresh)",
                     vendor=S.VENDOR,
                 )
-        cur = NewestCopyCursor(state, _seconds_before(lookback_seconds))
+        cur = LookbackCursor(state, _seconds_before(lookback_seconds), newest_wins=True)
         progress = ProgressLog(S.VENDOR, "users")
         run_start = canonical(pendulum.now("UTC").int_timestamp * 1_000_000)
         stats = ScanStats()
@@ -643,7 +628,7 @@ def lytics_source(
 
     def content_documents() -> Iterator[pa.Table]:
         state = dlt.current.resource_state("content_documents")
-        cur = NewestCopyCursor(state, _seconds_before(lookback_seconds))
+        cur = LookbackCursor(state, _seconds_before(lookback_seconds), newest_wins=True)
         low = cur.lower_bound()
         stats = ScanStats()
         progress = ProgressLog(S.VENDOR, "content_documents")
