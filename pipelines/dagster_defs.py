@@ -68,9 +68,9 @@ import dlt
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
-    AssetChecksDefinition,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
