@@ -20,7 +20,9 @@ hierarchy, secrets redacted.
   time budget (``RetryPolicy.max_throttle_wait``), however many 429s that takes; while one
   request waits, the whole client holds its new requests until the stated time (the run's
   concurrency drops to what the vendor allows), and each wait is logged. 401 and 403 fail at
-  once; other 4xx are never retried.
+  once, and the first 401 stops the whole client: every other thread's wait is cut short and its
+  next request is not sent, so a run with a revoked key ends at once with one line. Other 4xx
+  are never retried.
 * **Errors** (:mod:`sources.common.errors`) carry the method, the redacted URL, the status and a
   redacted body excerpt.
 * **Pagination** follows a paginator object (:mod:`sources.common.paginators`), so the walk
@@ -249,6 +251,8 @@ class HttpClient:
         self.retry = retry or RetryPolicy()
         self._hint = retry_after_hint
         self._sleep = sleep
+        self._refusal: AuthError | None = None  # the first 401: it stops every request of the client
+        self.refused = threading.Event()
         self._stats_lock = threading.Lock()
         self._stats = {"requests": 0, "retries": 0, "bytes": 0}
         self._throttle_lock = threading.Lock()
@@ -290,6 +294,31 @@ class HttpClient:
             return url
         return httpx.URL(self._base + request.url.lstrip("/"))
 
+    # -- a refused key stops the whole client --------------------------------------------------
+
+    def _pause(self, seconds: float) -> None:
+        """Every wait of the client (backoffs, 429 waits, holds while throttled), cut short by a
+        refusal: once any request met a 401, every thread waiting or about to send ends with it."""
+        if self._sleep is time.sleep:
+            if self.refused.wait(max(0.0, float(seconds))):
+                self.check_refused()
+            return
+        self._sleep(seconds)
+        self.check_refused()
+
+    def check_refused(self) -> None:
+        """Raise the client's refusal (a copy of the first 401's error) if there was one."""
+        if self.refused.is_set() and self._refusal is not None:
+            e = self._refusal
+            raise AuthError(e.message, vendor=e.vendor, method=e.method, url=e.url, status=e.status,
+                            body=e.body_excerpt)
+
+    def _refuse(self, error: AuthError) -> None:
+        with self._stats_lock:
+            if self._refusal is None:
+                self._refusal = error
+        self.refused.set()
+
     def _hold_while_throttled(self) -> None:
         """Before a request: wait (outside any lock) until the time the vendor last asked this
         client to wait for. The thread that was throttled has just slept that wait itself."""
@@ -299,7 +328,7 @@ class HttpClient:
         with self._throttle_lock:
             left = self._throttled_until - time.monotonic()
         if left > 0:
-            self._sleep(left)
+            self._pause(left)
 
     def _throttle(self, seconds: float) -> None:
         self._local.slept_throttle = True
@@ -335,7 +364,10 @@ class HttpClient:
                 hint = self._hint(response)
             raise _Retryable(f"HTTP {status}", response=response, hint=hint)
         if status >= 400:
-            raise self._http_error(request, response)
+            error = self._http_error(request, response)
+            if status == 401:
+                self._refuse(error)
+            raise error
         if status >= 300:
             raise RequestRejected(
                 f"{self.vendor} answered with a redirect (to {redact(response.headers.get('location', '?'))})",
@@ -427,13 +459,14 @@ class HttpClient:
         :class:`MalformedResponse`. ``expect(body)`` checks the parsed body against the contract
         and returns what is wrong with it (``None`` when it is fine); a body it objects to is
         retried the same way."""
+        self.check_refused()
         spent = _Attempts()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retryable),
             stop=lambda s: self._stop(s, spent),
             wait=lambda s: self._wait(s, spent),
             before_sleep=lambda s: self._before_sleep(s, request, spent),
-            sleep=self._sleep,
+            sleep=self._pause,
             reraise=True,
         )
         try:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from sources.common.concurrency import concurrent_pages
-from sources.common.errors import AuthError, ConfigurationError, MalformedResponse, RequestRejected
+from sources.common.errors import ConfigurationError, MalformedResponse, RequestRejected
 from sources.common.http import HttpClient, Request, RetryPolicy
 from sources.common.paginators import JSONResponseCursorPaginator
 from sources.common.redact import register_secret
@@ -260,8 +260,8 @@ class LyticsClient:
         self.scan_limit = scan_limit
         self.max_restarts = max_restarts
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._stop_error: AuthError | None = None
+        # the first 401 stops the shared client: every bucket scan still running (waiting out a
+        # 429, a backoff, or about to ask for its next page) ends with the same error at once
         self.http = HttpClient(
             VENDOR,
             base + "/",
@@ -270,46 +270,14 @@ class LyticsClient:
             timeout=timeout,
             max_connections=max_connections,
             retry=retry or RetryPolicy(),
-            sleep=self._sleep,
         )
-
-    # -- a refused key stops every thread -------------------------------------------------------
-
-    def _sleep(self, seconds: float) -> None:
-        """The HTTP client's sleep (backoffs, 429 waits, holds while throttled), cut short with
-        the refusal once any request of this client met a 401/403."""
-        if self._stopped.wait(max(0.0, float(seconds))):
-            raise self._stop_copy()
-
-    def _stop_copy(self) -> AuthError:
-        e = self._stop_error
-        assert e is not None
-        return AuthError(e.message, vendor=e.vendor, method=e.method, url=e.url, status=e.status,
-                         body=e.body_excerpt)
-
-    def _refused(self, exc: AuthError) -> None:
-        """The first 401/403 stops the client: every bucket scan still running (waiting out a
-        429, a backoff, or about to ask for its next page) ends with the same error at once."""
-        with self._lock:
-            if self._stop_error is None:
-                self._stop_error = exc
-        self._stopped.set()
-
-    def _check_stopped(self) -> None:
-        if self._stopped.is_set():
-            raise self._stop_copy()
 
     # -- plain reads --------------------------------------------------------------------------
 
     def data(self, path: str, params: dict[str, Any] | None = None, shape: str = "any") -> Any:
         """``data`` of one enveloped answer; a 2xx without the envelope (or with ``data`` not of
         ``shape``) is retried, then :class:`MalformedResponse` naming the request and the body."""
-        self._check_stopped()
-        try:
-            body = self.http.get_json(path, params=params, expect=lambda b: envelope_problem(b, shape))
-        except AuthError as exc:
-            self._refused(exc)
-            raise
+        body = self.http.get_json(path, params=params, expect=lambda b: envelope_problem(b, shape))
         return unwrap(body, path)
 
     def rows(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -369,9 +337,8 @@ class LyticsClient:
             got = 0
             keys: list[int] = []  # hashes of the keys read, to count distinct rows against total
             try:
-                self._check_stopped()
                 for page in self.http.paginate(request, paginator, data_selector=scan_rows):
-                    self._check_stopped()  # another request of this run was refused
+                    self.http.check_refused()  # another request of this run was refused
                     stats.pages += 1
                     if paginator.pages == 1 and first is not None and not first(paginator):
                         stats.scans -= 1
@@ -382,9 +349,6 @@ class LyticsClient:
                     if key is not None:
                         keys.extend(hash(r.get(key)) for r in page)
                     yield page
-            except AuthError as exc:
-                self._refused(exc)
-                raise
             except RequestRejected as exc:
                 if exc.status == 400 and paginator.cursor is not None and restarts < self.max_restarts:
                     restarts += 1

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import orjson
 
-from sources.common.errors import AuthError, ConfigurationError, MalformedResponse
+from sources.common.errors import ConfigurationError, MalformedResponse
 from sources.common.http import HttpClient, Request, RetryPolicy, describe_body
 from sources.common.paginators import JSONLinkPaginator
 from sources.common.redact import register_secret
@@ -192,8 +192,6 @@ class PostHogClient:
         self.query_concurrency = query_concurrency
         self._lock = threading.Lock()
         self.queries = 0
-        self._stopped = threading.Event()
-        self._stop_error: AuthError | None = None
         self.http = HttpClient(
             VENDOR,
             base_url.rstrip("/") + "/",
@@ -203,38 +201,11 @@ class PostHogClient:
             max_connections=max_connections,
             retry=retry or RetryPolicy(),
             retry_after_hint=retry_after_hint,
-            sleep=self._sleep,
         )
 
-    # -- a refused key stops every thread ---------------------------------------------------
-
-    def _sleep(self, seconds: float) -> None:
-        """The shared client's sleep (retries, throttle waits, holds): cut short by a stop."""
-        if self._stopped.wait(max(0.0, float(seconds))):
-            raise self._stop_copy()
-
-    def _stop_copy(self) -> AuthError:
-        e = self._stop_error
-        assert e is not None
-        return AuthError(e.message, vendor=e.vendor, method=e.method, url=e.url, status=e.status,
-                         body=e.body_excerpt)
-
-    def stop(self, error: AuthError) -> None:
-        """Stop every request of this client with ``error`` (the first one wins)."""
-        with self._lock:
-            if self._stop_error is None:
-                self._stop_error = error
-        self._stopped.set()
-
     def _send(self, request: Request, expect: Callable[[Any], str | None] | None = None) -> tuple[httpx.Response, Any]:
-        if self._stopped.is_set():
-            raise self._stop_copy()
-        try:
-            return self.http.send(request, expect=expect)
-        except AuthError as exc:
-            if exc.status == 401:
-                self.stop(exc)
-            raise
+        # the first 401 stops the shared client: every other thread's wait is cut short
+        return self.http.send(request, expect=expect)
 
     # -- lists -------------------------------------------------------------------------------
 
@@ -340,8 +311,7 @@ class PostHogClient:
         }
         slot = self._slot(project_id)
         while not slot.acquire(timeout=0.5):
-            if self._stopped.is_set():
-                raise self._stop_copy()
+            self.http.check_refused()
         try:
             _, data = self._send(Request("POST", f"api/projects/{project_id}/query/", json=body), _query_problem)
         finally:

@@ -295,3 +295,38 @@ def test_401_in_a_storm_of_429s_fails_at_once(paging, paging_ctl):
         http.get_json("echo")
     assert statuses(paging_ctl) == [429, 401] and len(sleeps.waits) == 1
     assert "refused the API key" in str(err.value)
+
+
+def test_the_first_401_stops_the_whole_client(paging, paging_ctl):
+    """A thread waiting out a 429 (30 s stated) ends as soon as another thread's request meets a
+    401, with the same one-line error, and no request is sent after the refusal."""
+    import threading
+
+    paging_ctl.add_faults([
+        {"path": "^/api/echo", "actions": [{"status": 429, "headers": {"Retry-After": "30"}}], "repeat": True},
+        {"path": "^/api/offset", "actions": [{"status": 401, "body": "revoked"}]},
+    ])
+    outcome: dict[str, BaseException] = {}
+    with HttpClient("paging", paging.base_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                    retry=RetryPolicy(max_throttle_wait=120)) as http:
+
+        def waiter() -> None:
+            try:
+                http.get_json("echo")
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                outcome["waiter"] = exc
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not any(e["path"] == "/api/echo" for e in paging_ctl.requests()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(AuthError):
+            http.get_json("offset")
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the throttled thread kept waiting after the refusal"
+        assert isinstance(outcome.get("waiter"), AuthError) and "refused the API key" in str(outcome["waiter"])
+        sent = len(paging_ctl.requests())
+        with pytest.raises(AuthError):
+            http.get_json("echo")
+        assert len(paging_ctl.requests()) == sent  # refused before sending
