@@ -16,6 +16,7 @@ completed run is "the destination equals the emulator's truth" (its vendor's ``t
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -102,3 +103,11 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, kill_after: float | None
         proc.communicate(timeout=60)
         raise
     return RunOutcome(None if killed else proc.returncode, out, err, killed, time.monotonic() - started)
+
+
+def log_run(**fields: object) -> None:
+    """One JSON line per run into ``$CDP_STATEFUL_LOG`` (when set): the figures of a long run."""
+    path = os.environ.get("CDP_STATEFUL_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"t": round(time.time(), 1), **fields}) + "\n")

@@ -18,10 +18,8 @@ tests/stateful.py)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -57,12 +55,7 @@ BASE_ENV = {
 }
 
 
-def _log(**fields: Any) -> None:
-    """One JSON line per run into ``$CDP_STATEFUL_LOG`` (when set): the figures of a long run."""
-    path = os.environ.get("CDP_STATEFUL_LOG")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"t": round(time.time(), 1), **fields}) + "\n")
+from tests.stateful import log_run as _log  # noqa: E402 - one JSON line per run of a long profile
 
 
 class LyticsMachine(RuleBasedStateMachine):

@@ -17,11 +17,8 @@ tests/stateful.py); ``CDP_STATEFUL_LOG=<file>`` records one JSON line per run.""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +46,7 @@ BASE_ENV = {
 }
 
 
-def _log(**fields: Any) -> None:
-    path = os.environ.get("CDP_STATEFUL_LOG")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"t": round(time.time(), 1), **fields}) + "\n")
+from tests.stateful import log_run as _log  # noqa: E402 - one JSON line per run of a long profile
 
 
 class PostHogMachine(RuleBasedStateMachine):
