@@ -24,11 +24,14 @@ def run_cdp_sync(pipeline: Any, source: Any, *, workers: int, vendor: str, resou
     from sources.common.progress import requests_made
 
     started = time.perf_counter()
+
+    cpu_started = time.process_time()  # every thread of this process
     load_info = run_within_cap(pipeline, lambda: pipeline.run(source, loader_file_format="parquet"),
                                warn=lambda m: print(f"  cdp-sync: {m}", file=sys.stderr, flush=True))
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     load_info.raise_on_failed_jobs()
     print_steps(pipeline, workers)
     counts = pipeline.last_trace.last_normalize_info.row_counts
     rows = sum(n for t, n in counts.items() if t in resources)
-    return {"rows": rows, "requests": requests_made(vendor), "seconds": seconds}
+    return {"rows": rows, "requests": requests_made(vendor), "seconds": seconds, "cpu_seconds": cpu_seconds}

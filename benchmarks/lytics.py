@@ -76,6 +76,7 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
         created = False
         warm_emulator(info)
         started = time.perf_counter()
+        cpu_started = time.process_time()  # every thread of this process
 
         def flush(batch: list[dict[str, Any]], created: bool) -> None:
             columns = sorted({k for r in batch for k in r})
@@ -108,6 +109,7 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
             if not start:
                 break
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         con.close()
     client.close()
-    return {"rows": rows_total, "requests": requests, "seconds": seconds}
+    return {"rows": rows_total, "requests": requests, "seconds": seconds, "cpu_seconds": cpu_seconds}

@@ -75,6 +75,7 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         con = duckdb.connect(str(Path(tmp) / "floor.duckdb"))
         started = time.perf_counter()
+        cpu_started = time.process_time()  # every thread of this process
         created: set[str] = set()
 
         def flush(table: str, batch: list[dict[str, Any]]) -> None:
@@ -167,6 +168,7 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
                     batch = []
             flush("profile_events", batch)
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         con.close()
     client.close()
-    return {"rows": rows_total, "requests": requests, "seconds": seconds}
+    return {"rows": rows_total, "requests": requests, "seconds": seconds, "cpu_seconds": cpu_seconds}
