@@ -276,46 +276,98 @@ class TableSpec:
         return rows_to_table(rows, self)
 
 
+def _native(values: list[Any], kind: str) -> pa.Array | None:
+    """``values`` as ``kind``'s Arrow array when Arrow can take them as they are — every value
+    already of the column's Python type (or None), which is what JSON gives for most columns — so
+    no Python function runs per value; None when any value needs :data:`_SCALAR`'s conversion
+    (numbers sent as strings, booleans as ``"yes"``, floats in an int column, zero timestamps
+    written as strings ...). Arrow's type inference decides, in C; the answer is then exactly the
+    per-value conversion's."""
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        return None
+    t = arr.type
+    if pa.types.is_null(t):
+        return pa.nulls(len(values), type=ARROW_TYPES[kind]) if kind in _NATIVE else None
+    if kind == "int":
+        return arr if pa.types.is_int64(t) else None
+    if kind == "float":
+        if pa.types.is_float64(t):
+            return arr
+        if pa.types.is_int64(t):
+            try:  # ints beyond 2**53 are refused by the safe cast: float() rounds them instead
+                return arr.cast(pa.float64(), safe=True)
+            except pa.ArrowInvalid:
+                return None
+        return None
+    if kind == "bool":
+        return arr if pa.types.is_boolean(t) else None
+    if kind == "text":
+        return arr if pa.types.is_string(t) else None
+    if kind in ("unix_s", "unix_ms") and pa.types.is_int64(t):
+        try:
+            micros = pc.multiply_checked(arr, 1_000_000 if kind == "unix_s" else 1000)
+        except pa.ArrowInvalid:
+            return None
+        zero = pc.equal(arr, 0)
+        return pc.if_else(zero, pa.scalar(None, pa.int64()), micros).cast(TIMESTAMP)
+    return None
+
+
+#: the kinds :func:`_native` can take without a Python call per value
+_NATIVE = frozenset({"int", "float", "bool", "text", "unix_s", "unix_ms"})
+
+
 def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
     """Convert API rows to an Arrow table with ``spec``'s schema.
 
     Numbers sent as strings become numbers, Unix seconds/milliseconds and date strings become UTC
     timestamps (zero dates and 0 become null), undeclared keys go to the extras JSON column. A value
-    that cannot be converted raises :class:`MalformedResponse` naming the table and column."""
+    that cannot be converted raises :class:`MalformedResponse` naming the table and column.
+
+    A column whose values Arrow can take as they are is converted in C (:func:`_native`); only the
+    others go through a Python conversion per value."""
     arrays: list[pa.Array] = []
     for name, kind in spec.columns.items():
         values = [r.get(name) for r in rows]
-        try:
-            if kind == "datetime":
-                arrays.append(_datetime_array(values, spec.tz))
+        if kind in _NATIVE:
+            native = _native(values, kind)
+            if native is not None:
+                arrays.append(native)
                 continue
-            if kind == "iso":
-                arrays.append(_iso_array(values, spec.tz))
-                continue
-            if kind == "date":
-                arrays.append(_date_array(values))
-                continue
-            conv = _SCALAR[kind]
-            converted = [conv(v) for v in values]
-        except _ValueError as e:
-            raise MalformedResponse(
-                f"{spec.name}.{name}: cannot read {e.args[0]!r} as {kind}", body=None
-            ) from None
-        if kind in ("unix_s", "unix_ms"):
-            arrays.append(pa.array(converted, type=pa.int64()).cast(TIMESTAMP))
-        else:
-            arrays.append(pa.array(converted, type=ARROW_TYPES[kind]))
+        arrays.append(_convert(values, kind, name, spec))
     if spec.extras_column:
-        declared = spec.columns
+        declared = spec.columns.keys()
         extras: list[str | None] = []
         for r in rows:
-            if len(r) > len(declared) or any(k not in declared for k in r):
-                rest = {k: v for k, v in r.items() if k not in declared}
-                extras.append(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode() if rest else None)
-            else:
+            if r.keys() <= declared:
                 extras.append(None)
+            else:
+                rest = {k: v for k, v in r.items() if k not in declared}
+                extras.append(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode())
         arrays.append(pa.array(extras, type=pa.string()))
     return pa.Table.from_arrays(arrays, schema=spec.schema)
+
+
+def _convert(values: list[Any], kind: str, name: str, spec: TableSpec) -> pa.Array:
+    """One column through the per-value conversion of its kind."""
+    try:
+        if kind == "datetime":
+            return _datetime_array(values, spec.tz)
+        if kind == "iso":
+            return _iso_array(values, spec.tz)
+        if kind == "date":
+            return _date_array(values)
+        conv = _SCALAR[kind]
+        converted = [conv(v) for v in values]
+    except _ValueError as e:
+        raise MalformedResponse(
+            f"{spec.name}.{name}: cannot read {e.args[0]!r} as {kind}", body=None
+        ) from None
+    if kind in ("unix_s", "unix_ms"):
+        return pa.array(converted, type=pa.int64()).cast(TIMESTAMP)
+    return pa.array(converted, type=ARROW_TYPES[kind])
 
 
 def batched(pages: Iterable[list[dict[str, Any]]], size: int) -> Iterable[list[dict[str, Any]]]:
