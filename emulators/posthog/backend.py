@@ -75,6 +75,7 @@ from starlette.routing import Route
 from emulators.common.backend import MutationError
 
 from . import hogql, objects
+from . import sessions as session_table
 from .data import (
     DAY_US,
     HOUR_US,
@@ -795,6 +796,7 @@ class PostHogBackend:
         return {
             "events": hogql.Table("events", ev, "timestamp", "uuid", project.events, pages),
             "persons": hogql.Table("persons", people, "created_at", "id", project.persons),
+            "sessions": session_table.table(project.events),
         }
 
     async def query(self, request: Request) -> Response:
@@ -1030,12 +1032,23 @@ class PostHogBackend:
             "add_objects": self._add_objects,
             "modify_objects": self._modify_objects,
             "advance_clock": self._advance_clock,
+            "add_session": lambda op: self._session_events(op, grow=False),
+            "grow_session": lambda op: self._session_events(op, grow=True),
         }
         if name not in handlers:
             raise MutationError(f"unknown op {name!r}; known: {', '.join(handlers)}")
         with self._lock:
             self._mutations += 1
             return handlers[name](op)
+
+    def _session_events(self, op: dict[str, Any], *, grow: bool) -> dict[str, Any]:
+        """A new session (``add_session``) or more events in one (``grow_session``): see
+        :func:`emulators.posthog.sessions.session_events`."""
+        project = self._project_arg(op)
+        store = self._tables(project)["sessions"].store
+        out = session_table.session_events(self, project, store, op, self._mutations, grow=grow)
+        self._summary_cache.clear()
+        return out
 
     def _advance_clock(self, op: dict[str, Any]) -> dict[str, Any]:
         seconds = float(op.get("seconds", 0))
@@ -1209,6 +1222,9 @@ class PostHogBackend:
                 for i in range(store.total):
                     if not store.is_deleted(i):
                         out.append({"project_id": project.id, **self.render_person(store.person(i))})
+            elif table == "sessions":
+                out += session_table.export(self._tables(project)["sessions"].store, project,
+                                            ZoneInfo(project.timezone))
             elif table == "event_summaries":
                 out += self._summaries(project)
             elif table == "groups":

@@ -3,7 +3,9 @@
 Parsed with ``sqlglot`` (ClickHouse dialect) after ``{placeholder}`` values are bound, then
 compiled into Python closures over typed values:
 
-* ``SELECT <expressions> FROM events | persons [WHERE …] [GROUP BY …] [ORDER BY …] [LIMIT n]``;
+* ``SELECT <expressions> FROM events | persons | sessions [WHERE …] [GROUP BY …] [ORDER BY …] [LIMIT n]``
+  (``sessions``: one row per ``$session_id``, aggregated from the events, :mod:`.sessions`; its
+  sort key is ``($start_timestamp, session_id)``, the tie a text);
   expressions are columns, aliases, constants, ``{placeholders}``, tuples, comparisons,
   ``AND``/``OR``/``NOT``/``IN``/``IS [NOT] NULL``, ``+ - * /``, and the functions ``toDate``,
   ``toDateTime``, ``toDateTime64``, ``parseDateTimeBestEffort``, ``toUUID``, ``toString``,
@@ -35,6 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -237,6 +240,11 @@ class Table:
     #: pages of already rendered rows (``rows.EventPages``) for plain-column selects read in key
     #: order without a residual filter; ``None``: every query runs the general executor
     pages: Any = None
+    #: the tie column's constant as the key's tail (``None``: a UUID, ``(low, high)`` in
+    #: ClickHouse order); the sessions table's tie is its ``session_id`` text, ``(text,)``
+    tie_key: Callable[[Any], tuple | None] | None = None
+    #: the smallest key tail: ``(t, *key_floor)`` sorts before every row of time ``t``
+    key_floor: tuple = (0, 0)
 
 
 @dataclass
@@ -656,7 +664,10 @@ def _todate_column(node: exp.Expression) -> str | None:
 # --------------------------------------------------------------------------- bounds
 
 
-def _key_succ(key: tuple[int, int, int]) -> tuple[int, int, int]:
+def _key_succ(key: tuple) -> tuple:
+    """The smallest key after ``key``: a UUID tail counts up; a text tail gets a NUL appended."""
+    if len(key) == 2 and isinstance(key[1], str):
+        return (key[0], key[1] + "\x00")
     ts, low, high = key
     if high < MASK64:
         return (ts, low, high + 1)
@@ -735,6 +746,19 @@ class BoundsFinder:
         v = coerce(v, UUIDV((0, 0)), self.tz)
         return v if isinstance(v, UUIDV) else None
 
+    def _tie(self, node: exp.Expression) -> tuple | None:
+        """A constant of the tie column as the key's tail (``(low, high)`` of a UUID, or the
+        table's own ``tie_key``), ``None`` when it is not one."""
+        tie_key = self.c.table.tie_key
+        if tie_key is None:
+            u = self._uuid(node)
+            return None if u is None else (u[0], u[1])
+        try:
+            v = self.c.const(node)
+        except _NotConstant:
+            return None
+        return tie_key(v)
+
     def _date(self, node: exp.Expression) -> dt.date | None:
         try:
             v = self.c.const(node)
@@ -780,27 +804,28 @@ class BoundsFinder:
                 return False
             start = int(date_start(d, self.tz))
             end = int(date_start(d + dt.timedelta(days=1), self.tz))
+            floor = self.c.table.key_floor
             if op is exp.GTE:
-                b.raise_lower((start, 0, 0), True)
+                b.raise_lower((start, *floor), True)
             elif op is exp.GT:
-                b.raise_lower((end, 0, 0), True)
+                b.raise_lower((end, *floor), True)
             elif op is exp.LT:
-                b.lower_upper((start, 0, 0), True)
+                b.lower_upper((start, *floor), True)
             elif op is exp.LTE:
-                b.lower_upper((end, 0, 0), True)
+                b.lower_upper((end, *floor), True)
             else:
-                b.raise_lower((start, 0, 0), True)
-                b.lower_upper((end, 0, 0), True)
+                b.raise_lower((start, *floor), True)
+                b.lower_upper((end, *floor), True)
             return True
         if isinstance(col, exp.Tuple) and len(col.expressions) == 2 and self._is_col(col.expressions[0], self.time) \
                 and self._is_col(col.expressions[1], self.tie):
             const = _unparen(const)
             if not isinstance(const, exp.Tuple) or len(const.expressions) != 2:
                 return False
-            t, u = self._ts(const.expressions[0]), self._uuid(const.expressions[1])
+            t, u = self._ts(const.expressions[0]), self._tie(const.expressions[1])
             if t is None or u is None:
                 return False
-            key = (int(t), u[0], u[1])
+            key = (int(t), *u)
             if op is exp.GT:
                 b.raise_lower(_key_succ(key))
             elif op is exp.GTE:
@@ -816,17 +841,18 @@ class BoundsFinder:
         return False
 
     def _time_bound(self, op: type, t: int, b: Bounds) -> None:
+        floor = self.c.table.key_floor
         if op is exp.GTE:
-            b.raise_lower((t, 0, 0), True)
+            b.raise_lower((t, *floor), True)
         elif op is exp.GT:
-            b.raise_lower((t + 1, 0, 0), True)
+            b.raise_lower((t + 1, *floor), True)
         elif op is exp.LT:
-            b.lower_upper((t, 0, 0), True)
+            b.lower_upper((t, *floor), True)
         elif op is exp.LTE:
-            b.lower_upper((t + 1, 0, 0), True)
+            b.lower_upper((t + 1, *floor), True)
         elif op is exp.EQ:
-            b.raise_lower((t, 0, 0), True)
-            b.lower_upper((t + 1, 0, 0), True)
+            b.raise_lower((t, *floor), True)
+            b.lower_upper((t + 1, *floor), True)
 
     def _keyset_or(self, node: exp.Or) -> tuple[int, int, int] | None:
         """``time > t OR (time = t AND tie > u)`` (either operand order; ``>=`` on the tie)."""
@@ -839,7 +865,7 @@ class BoundsFinder:
             if t is None or len(inner) != 2:
                 continue
             eq_t: TS | None = None
-            tie: tuple[type, UUIDV] | None = None
+            tie: tuple[type, tuple] | None = None
             for part in inner:
                 o = self._orient(_unparen(part))
                 if o is None:
@@ -847,12 +873,12 @@ class BoundsFinder:
                 if o[0] is exp.EQ and self._is_col(o[1], self.time):
                     eq_t = self._ts(o[2])
                 elif o[0] in (exp.GT, exp.GTE) and self._is_col(o[1], self.tie):
-                    u = self._uuid(o[2])
+                    u = self._tie(o[2])
                     if u is not None:
                         tie = (o[0], u)
             if eq_t is None or tie is None or int(eq_t) != int(t):
                 continue
-            key = (int(t), tie[1][0], tie[1][1])
+            key = (int(t), *tie[1])
             return _key_succ(key) if tie[0] is exp.GT else key
         return None
 
@@ -1067,8 +1093,9 @@ def execute(sql: str, values: dict[str, Any], tables: dict[str, Table], ctx: Con
     residual_fns = [comp.compile(p) for p in residual]
     store = table.store
     if ctx.max_scan_rows is not None:
-        lo = (bounds.time_lower, 0, 0) if bounds.time_lower is not None else None
-        hi = (bounds.time_upper, 0, 0) if bounds.time_upper is not None else None
+        floor = table.key_floor
+        lo = (bounds.time_lower, *floor) if bounds.time_lower is not None else None
+        hi = (bounds.time_upper, *floor) if bounds.time_upper is not None else None
         if store.count_between(lo, hi) > ctx.max_scan_rows:
             raise QueryTimeout()
 
@@ -1206,7 +1233,7 @@ def _select_rows(comp: Compiler, tree: exp.Select, table: Table, fns: list[Fn], 
                 if len(rows) >= want and row.key[0] != rows[-1].key[0]:
                     break
                 rows.append(row)
-            rows.sort(key=lambda r: (r.key[0], (r.key[2] * 7919) & MASK64), reverse=reverse)
+            rows.sort(key=lambda r: (r.key[0], _tie_hash(r.key)), reverse=reverse)
             return [[f(r) for f in fns] for r in rows[:want]]
         for row in rows_in_range(reverse):
             out.append([f(row) for f in fns])
@@ -1227,6 +1254,13 @@ def _select_rows(comp: Compiler, tree: exp.Select, table: Table, fns: list[Fn], 
     for keyfn, (_, desc) in reversed(list(zip(keyfns, order, strict=True))):
         collected.sort(key=lambda r, k=keyfn: _sortable(k(r)), reverse=desc)
     return [[f(r) for f in fns] for r in collected[:want]]
+
+
+def _tie_hash(key: tuple) -> int:
+    """An arbitrary but fixed order of rows that tie on the time column."""
+    if len(key) == 3 and isinstance(key[2], int):
+        return (key[2] * 7919) & MASK64
+    return zlib.crc32(repr(key[1:]).encode())
 
 
 def _sortable(v: Any) -> tuple[int, Any]:
