@@ -10,6 +10,7 @@ Read this file and you know what is loaded (tables are named after resources):
 | projects             | id                                       | merge             | none                                    |
 | cohorts, feature_flags, annotations, insights, event_definitions, property_definitions | id | merge | none |
 | groups               | project_id, group_type_index, group_key  | merge             | none (cursor pagination per group type) |
+| sessions             | project_id, session_id                   | merge (newest wins) | ($start_timestamp, session_id) per project, lookback 25 h (:mod:`.sessions`) |
 
 Projects are discovered (``GET /api/projects/``) or configured (``project_ids``); every
 incremental resource keeps its state per project. ``events`` reads HogQL (``POST /query/``) in
@@ -21,9 +22,9 @@ three concurrent queries per project, shared with ``event_summaries``). Each run
 loads nothing. State moves only when the load package that carries it is committed.
 
 Bounded mode (``window_start``/``window_end``, see ``sources/common/window.py``): the source
-returns only ``events`` and ``event_summaries`` (:data:`BACKFILL_RESOURCES`), reading exactly
-``[window_start, window_end)`` of every project through :func:`read_events_window` and
-:func:`read_summary_day`, without cursor state.
+returns only ``events``, ``event_summaries`` and ``sessions`` (:data:`BACKFILL_RESOURCES`), reading
+exactly ``[window_start, window_end)`` of every project through :func:`read_events_window`,
+:func:`read_summary_day` and :func:`.sessions.read_sessions_window`, without cursor state.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ from .client import (
     windows,
 )
 from .keys import KeySet
+from .sessions import BACKFILL_AXIS as _SESSIONS_AXIS
+from .sessions import DEFAULT_SESSIONS_LOOKBACK_SECONDS, sessions_resource
 
 __all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_window", "read_summary_day",
            "BACKFILL_RESOURCES"]
@@ -68,6 +71,7 @@ __all__ = ["posthog_source", "check_credentials", "PostHogClient", "read_events_
 BACKFILL_RESOURCES = {
     "events": "timestamp, per project",
     "event_summaries": "day, per project: a day belongs to the window holding its midnight in the project's time zone",
+    "sessions": _SESSIONS_AXIS,
 }
 
 logger = logging.getLogger("cdp_sync.posthog")
@@ -231,6 +235,7 @@ def posthog_source(
     events_window_hours: int = S.MAX_WINDOW_HOURS,
     events_max_windows: int | None = None,
     events_max_fingerprints: int = S.DEFAULT_MAX_FINGERPRINTS,
+    sessions_lookback_seconds: int = DEFAULT_SESSIONS_LOOKBACK_SECONDS,
     query_concurrency: int = S.MAX_QUERY_CONCURRENCY,
     summary_days: int = S.DEFAULT_SUMMARY_DAYS,
     persons_page_size: int = S.DEFAULT_PERSONS_PAGE_SIZE,
@@ -262,6 +267,8 @@ def posthog_source(
             commits its progress run by run); default: no limit.
         events_max_fingerprints: fingerprints of lookback-window events kept in state per project;
             a busier window keeps none and is merged again on the next run (state stays small).
+        sessions_lookback_seconds: how far behind its cursor ``sessions`` re-reads (sessions still
+            open or changed by late events); at least 24 h, the longest session.
         query_concurrency: HogQL queries in flight per project (1..3, PostHog's limit).
         summary_days: trailing days ``event_summaries`` re-reads each run (today included).
         persons_page_size: persons per request.
@@ -284,6 +291,7 @@ def posthog_source(
     if events_max_windows is not None:
         _check("events_max_windows", events_max_windows, 1)
     _check("events_max_fingerprints", events_max_fingerprints, 0)
+    _check("sessions_lookback_seconds", sessions_lookback_seconds, 24 * 3600)
     start_us = parse_start(start_date) if start_date not in (None, "") else None
     configured = _project_ids(project_ids)
     lookback_us = int(events_lookback_seconds) * US
@@ -560,6 +568,11 @@ def posthog_source(
                      primary_key=["project_id", "day", "event"], write_disposition="merge",
                      columns=S.EVENT_SUMMARIES.dlt_columns(), parallelized=True)(),
     ]
+    windowed.append(sessions_resource(
+        shared, catalog, project_start, window, lookback_seconds=int(sessions_lookback_seconds),
+        page_size=int(events_page_size), window_hours=int(events_window_hours),
+        query_concurrency=int(query_concurrency), batch_rows=int(batch_rows),
+        max_fingerprints=int(events_max_fingerprints), max_windows=events_max_windows))
     if window is not None:  # bounded mode: the time-windowed resources only
         return windowed
     resources: list[DltResource] = [
