@@ -172,3 +172,34 @@ def test_a_failed_window_leaves_the_others_and_reruns_alone(emu, ctl, tmp_path):
         assert len(entries) > 12 and 2 <= max_overlap(entries) <= 3, max_overlap(entries)
     with connect(tmp_path, "concurrent.duckdb") as con:
         assert table_rows(con, "events", "uuid") == one_at_a_time
+
+
+def sessions_in(ctl: Any, t1: pendulum.DateTime, t2: pendulum.DateTime) -> list[dict[str, Any]]:
+    return [s for s in ctl.export("sessions") if t1 <= at(s["start_timestamp"]) < t2]
+
+
+def test_sessions_backfill_a_window_exactly_without_moving_the_schedule(emu, ctl, make_pipeline, tmp_path):
+    from sources.posthog.sessions import SESSIONS
+
+    scheduled = make_pipeline(SCHEDULED)
+    scheduled.run(posthog_source(api_key=emu.api_key, base_url=emu.base_url).with_resources("sessions"),
+                  loader_file_format="parquet").raise_on_failed_jobs()
+    before = scheduled_state(tmp_path)
+    t1, t2 = past_range()
+    # sessions sharing one start straddle the small pages; each session lands in the window of its start
+    results = backfill(emu, "posthog", "sessions", t1, t2, "3d", tmp_path, workers=2, events_page_size=40)
+    assert_all(results)
+    assert len(results) == 3
+    assert scheduled_state(tmp_path) == before, "a backfill never touches the scheduled pipeline's state"
+    want = sessions_in(ctl, t1, t2)
+    assert len(want) > 100 and len({s["project_id"] for s in want}) == 2
+    assert sum(r.rows for r in results) == len(want)
+    with connect(tmp_path) as con:
+        loads = window_load_ids(con)
+        got = keys_loaded_by(con, "sessions", "project_id, session_id", loads)
+        assert sorted(got) == sorted((s["project_id"], s["session_id"]) for s in want)
+        windows_keys = keys_by_window(con, "sessions", "project_id, session_id", results)
+        assert sum(len(k) for k in windows_keys) == len(want), "each session in exactly one window"
+        assert_table_equals(con, DATASET, SESSIONS, ctl.export("sessions"))
+    again = backfill(emu, "posthog", "sessions", t1, t2, "3d", tmp_path, workers=2)
+    assert_all(again, SKIPPED)
