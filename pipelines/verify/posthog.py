@@ -7,6 +7,11 @@ events               per project: each of the last ``--days`` UTC days and rows 
                      everything before them (HogQL ``count(DISTINCT       project's cursor (``events_lookback_seconds``,
                      uuid)``, up to the project's cursor: what the last    1 h) may be missing: late events the next
                      run read to)                                          run picks up; nothing else
+sessions             per project: sessions starting on each of the last    sessions starting inside the lookback behind
+                     ``--days`` UTC days and before them (HogQL           the project's cursor (``sessions_lookback_
+                     ``count()`` on ``$start_timestamp``, up to the        seconds``, 25 h) may be missing or counted on
+                     project's cursor)                                     another day (a late event moved a start):
+                                                                           the next run settles them; nothing else
 persons              per project: the list's ``count`` (``include_total``) exact
 cohorts, feature_flags, annotations, insights, event_definitions          exact
                      per project: the list's ``count``
@@ -29,7 +34,7 @@ from typing import Any
 from pipelines.verify import DELETIONS, Check, Context, Where
 
 RESOURCES = ("events", "event_summaries", "persons", "projects", "cohorts", "feature_flags", "annotations",
-             "insights", "event_definitions", "property_definitions", "groups")
+             "insights", "event_definitions", "property_definitions", "groups", "sessions")
 TABLES: dict[str, str] = {}
 LISTS = ("cohorts", "feature_flags", "annotations", "insights", "event_definitions")
 NOT_COUNTABLE = {
@@ -58,6 +63,8 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
                 checks.append(Check(resource, "all", None, resource, Where(), note=NOT_COUNTABLE[resource]))
             elif resource == "events":
                 checks += _events(ctx, api, catalog)
+            elif resource == "sessions":
+                checks += _sessions(ctx, api, catalog)
             elif resource == "projects":
                 ids = [int(p) for p in configured] if configured else sorted(catalog)
                 checks.append(Check("projects", "all", len([p for p in ids if p in catalog]), "projects",
@@ -150,3 +157,50 @@ def _slice(api: Any, pid: int, label: str, vendor: int, a: int, b: int, lookback
             note = (f"up to {inside:,} events within the lookback behind the cursor "
                     f"({counts.us_to_iso(cursor_us)[:19]}Z) load next run")
     return Check("events", label, vendor, "events", where, tolerance, note)
+
+
+def _sessions(ctx: Context, api: Any, catalog: dict[int, dict[str, Any]]) -> list[Check]:
+    """Per project that the pipeline has read: the sessions starting on each UTC day of the window
+    and before it, the vendor counted up to the project's cursor (the end of the range the last
+    run read). Sessions starting inside the lookback behind the cursor may still change: the
+    next run re-reads them."""
+    from sources.posthog import counts
+    from sources.posthog.client import iso_to_us, parse_start
+    from sources.posthog.sessions import DEFAULT_SESSIONS_LOOKBACK_SECONDS
+
+    lookback_us = int(ctx.config("sessions_lookback_seconds", DEFAULT_SESSIONS_LOOKBACK_SECONDS)) * 1_000_000
+    start_date = ctx.config("start_date", None)
+    floor_us = parse_start(start_date) if start_date else 0
+    projects = (ctx.resource_state("sessions").get("projects") or {})
+    first_day_us = counts.to_us(ctx.days[0][1])
+    configured = ctx.config("project_ids", None)
+    expected = {int(p) for p in configured} if configured else set(catalog)
+    checks: list[Check] = []
+    for pid in sorted(expected - {int(p) for p in projects if projects[p].get("cursor")}):
+        checks.append(Check("sessions", f"project {pid}", None, "sessions", Where(equals=(("project_id", pid),)),
+                            note="no scheduled run has read this project's sessions: no cursor bounds the count"))
+    for pid_text in sorted(projects, key=int):
+        pid = int(pid_text)
+        cursor = projects[pid_text].get("cursor")
+        if cursor is None:
+            continue
+        if pid not in catalog:
+            checks.append(Check("sessions", f"project {pid}", None, note="the key no longer reads this project"))
+            continue
+        cursor_us = iso_to_us(cursor)
+        slices = [(f"before {ctx.days[0][0]} project {pid}", floor_us, min(first_day_us, cursor_us))]
+        slices += [(f"{label} project {pid}", counts.to_us(start), min(counts.to_us(end), cursor_us))
+                   for label, start, end in ctx.days]
+        for label, a, b in slices:
+            b = max(a, b)
+            vendor = counts.sessions_between(api, pid, a, b)
+            where = Where("start_timestamp", _dt(a) if a > 0 else None, _dt(b), (("project_id", pid),))
+            lo = max(a, cursor_us - lookback_us)
+            inside = counts.sessions_between(api, pid, lo, b) if lo < b else 0
+            tolerance, note = (0, 0), ""
+            if inside:
+                tolerance = (-inside, inside)
+                note = (f"up to {inside:,} sessions start within the lookback behind the cursor "
+                        f"({counts.us_to_iso(cursor_us)[:19]}Z) and may still change")
+            checks.append(Check("sessions", label, vendor, "sessions", where, tolerance, note))
+    return checks

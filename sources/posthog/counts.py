@@ -84,3 +84,13 @@ def parse_instant_us(text: str) -> int:
 
 def to_us(value: dt.datetime) -> int:
     return iso_to_us(value.astimezone(dt.UTC).isoformat())
+
+
+def sessions_between(api: PostHogClient, project_id: int, start_us: int, end_us: int) -> int:
+    """Sessions with ``start <= $start_timestamp < end`` (UTC microseconds): HogQL ``count()`` on
+    the sessions table (one row per session)."""
+    from .sessions import count_sessions
+
+    if end_us <= start_us:
+        return 0
+    return count_sessions(api, project_id, start_us, end_us)

@@ -19,7 +19,7 @@ from .helpers import cli
 
 SCALE = 300
 DATASET = "posthog_data"
-RESOURCES = "events,persons,cohorts,groups"
+RESOURCES = "events,persons,cohorts,groups,sessions"
 
 
 def _env(server: Any, tmp_path: Path) -> dict[str, str]:
@@ -117,6 +117,34 @@ def test_deleted_and_duplicated_rows_of_one_day_fail_naming_it(loaded, tmp_path,
         verdicts = con.execute(f"select slice, difference from {DATASET}._cdp_verification "
                                "where verdict = 'disagrees' order by slice").fetchall()
     assert (f"{day} project {pid}", -3) in verdicts and (f"{other} project {pid}", 5) in verdicts
+
+
+def test_sessions_counts_agree_and_a_missing_session_fails_naming_its_day(loaded, tmp_path, monkeypatch):
+    server, env = _copy(loaded, tmp_path)
+    result = cli(monkeypatch, env, tmp_path, "verify", "posthog", "--days", "3", "--resources", "sessions")
+    assert result.returncode == 0, result.stdout + result.stderr
+    sessions = _rows(result.stdout, "sessions")
+    # per project: the sessions starting before the 3 days, then on each day
+    assert len(sessions) == 4 * len(server.backend.projects)
+    assert all(r[-1] == "agrees" for r in sessions), result.stdout
+    with duckdb.connect(str(tmp_path / "posthog.duckdb"), read_only=True) as con:
+        recorded = con.execute(f"select sum(loaded_count), sum(vendor_count) from {DATASET}._cdp_verification "
+                               "where resource = 'sessions'").fetchone()
+        total = con.execute(f"select count(*) from {DATASET}.sessions").fetchone()[0]
+    assert recorded == (total, total)
+
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).date().isoformat()
+    pid = sorted(server.backend.projects)[0]
+    lo = f"TIMESTAMPTZ '{day} 00:00:00+00'"
+    with duckdb.connect(str(tmp_path / "posthog.duckdb")) as con:
+        ids = [r[0] for r in con.execute(
+            f"select session_id from {DATASET}.sessions where project_id = {pid} and start_timestamp >= {lo} "
+            f"and start_timestamp < {lo} + INTERVAL 1 DAY order by session_id limit 2").fetchall()]
+        assert len(ids) == 2
+        con.execute(f"delete from {DATASET}.sessions where session_id in (select unnest(?))", [ids])
+    result = cli(monkeypatch, env, tmp_path, "verify", "posthog", "--days", "3", "--resources", "sessions")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"sessions {day} project {pid} disagrees" in result.stderr and "(-2)" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(
