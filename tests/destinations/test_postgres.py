@@ -24,6 +24,7 @@ from sources.lytics import settings as LS
 from sources.lytics import user_table
 from sources.personyze import settings as PS
 from sources.posthog import settings as HS
+from sources.posthog.sessions import SESSIONS
 from tests.lytics import truth as lytics_truth
 from tests.personyze import truth as personyze_truth
 from tests.posthog import truth as posthog_truth
@@ -230,9 +231,9 @@ class Lytics(Case):
 
 class PostHog(Case):
     vendor, scale, seed = "posthog", 300, 11
-    resources = ("events", "event_summaries", "persons")
+    resources = ("events", "event_summaries", "persons", "sessions")
     keys = {"events": HS.EVENTS.primary_key, "event_summaries": HS.EVENT_SUMMARIES.primary_key,
-            "persons": HS.PERSONS.primary_key}
+            "persons": HS.PERSONS.primary_key, "sessions": SESSIONS.primary_key}
     types = {
         ("events", "timestamp"): "timestamp with time zone",
         ("events", "properties"): "jsonb",
@@ -240,17 +241,32 @@ class PostHog(Case):
         ("event_summaries", "events"): "bigint",
         ("persons", "created_at"): "timestamp with time zone",
         ("persons", "is_identified"): "boolean",
+        ("sessions", "start_timestamp"): "timestamp with time zone",
+        ("sessions", "pageview_count"): "bigint",
+        ("sessions", "is_bounce"): "boolean",
     }
     json_columns = (("events", "properties"), ("persons", "properties"))
 
     def assert_equals_emulator(self, con, dataset, ctl, pipeline):
-        posthog_truth.assert_matches_emulator(con, dataset, ctl, *self.resources)
+        posthog_truth.assert_table_equals(con, dataset, SESSIONS, ctl.export("sessions"))
+        posthog_truth.assert_matches_emulator(con, dataset, ctl, *(r for r in self.resources if r != "sessions"))
 
     def change(self, ctl):
         persons = set(ctl.mutate({"op": "modify_persons", "count": 9})["uuids"])
         ctl.mutate({"op": "add_persons", "count": 4})
         events = ctl.mutate({"op": "add_events", "count": 20, "late_seconds": 120})["uuids"]
-        return {"persons": (-1, persons), "events": (len(events), set())}
+        grown = self.grow_a_session(ctl)
+        # two sessions: the one the late events make, and the one that grew (by one event)
+        return {"sessions": (2, {grown}), "persons": (-1, persons), "events": (len(events) + 1, set())}
+
+    def grow_a_session(self, ctl):
+        """One more event now in the session of the newest generated event (it ended minutes ago)."""
+        import datetime as _dt
+
+        newest = max((e for e in ctl.export("events") if not e["session_id"].startswith("late-")),
+                     key=lambda e: _dt.datetime.fromisoformat(e["timestamp"]))
+        ctl.mutate({"op": "grow_session", "project_id": newest["project_id"], "session_id": newest["session_id"]})
+        return (newest["project_id"], newest["session_id"])
 
     def small_change(self, ctl):
         return "events", len(ctl.mutate({"op": "add_events", "count": 6, "late_seconds": 60})["uuids"])
