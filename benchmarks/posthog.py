@@ -7,6 +7,10 @@ Arrow table (every column as text: no type work, so the floor is generous) and i
 DuckDB. cdp-sync types every column, fingerprints the rows of the lookback window, keeps state,
 and reads up to ``workers`` windows at once (PostHog allows three queries per project).
 
+``--scale N`` is the emulator's persons in its first project; each has 8 events over 30 days, so
+the first project holds ``8 × N`` events (``--scale 12500``: 100,000 events; the default 100,000:
+800,000; ``--scale 125000``: 1,000,000).
+
 ``POSTHOG_BENCH_PAGE_SIZE`` sets the rows per query for both (default 10,000, the source's
 default). The emulator's rate limits are switched off through its control plane before each job:
 the figures measure throughput, not PostHog's 240 queries a minute (which the source honours by
@@ -42,14 +46,19 @@ def _page_size() -> int:
 
 
 def _prepare(info: dict[str, Any]) -> int:
-    """Switch the emulator's rate limits off, walk the first project's events once (untimed, so the
-    emulator has rendered them); return the project's id."""
+    """Switch the emulator's rate limits off, give its cache of rendered rows room for every event
+    of the project (:data:`RENDERED_ROW_KIB` each: at a million events the default 512 MB would
+    drop rows and every job would pay their rendering again), walk the first project's events once
+    (untimed, so the emulator has rendered them); return the project's id."""
     from emulators.common.control import ControlClient
 
     with ControlClient(info["base_url"], info["ca_file"]) as ctl:
         ctl.configure(rate_limits=False)
+        with _Api(info) as api:
+            pid = int(api.client.get("/api/projects/").json()["results"][0]["id"])
+            events = int(api.query(pid, "SELECT count() AS n FROM events", {})["results"][0][0])
+        ctl.configure(render_cache_mb=max(512, events * RENDERED_ROW_KIB // 1024))
     with _Api(info) as api:
-        pid = int(api.client.get("/api/projects/").json()["results"][0]["id"])
         for _ in api.walk(pid, WARM_PAGE_SIZE):
             pass
     return pid
@@ -90,6 +99,8 @@ def _iso(us: int) -> str:
 
 #: rows per query of the untimed walk that has the emulator render every event before a job
 WARM_PAGE_SIZE = 50_000
+#: the emulator's cache budget per event (a rendered event is about 0.7 KiB with its overhead)
+RENDERED_ROW_KIB = 1
 
 
 class _Api:

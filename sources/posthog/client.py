@@ -408,13 +408,16 @@ class PostHogClient:
                 skip = min(carried, equal)
                 if skip:
                     results = results[skip:]
-            if results:
-                yield EventPage.build(columns, results, project_id)
+            page = EventPage.build(columns, results, project_id) if results else None
+            carried = 0
+            while full and carried < len(results) and \
+                    (str(results[-1 - carried][ts]), str(results[-1 - carried][key])) == last:
+                carried += 1
+            data = results = None  # the page holds what it needs; the parsed answer can go
+            if page is not None:
+                yield page
             if not full:
                 return
-            carried = 0
-            while carried < len(results) and (str(results[-1 - carried][ts]), str(results[-1 - carried][key])) == last:
-                carried += 1
             position = last
 
     def summaries_window(self, project_id: int, start_us: int, end_us: int,

@@ -9,9 +9,10 @@ another type than the contract's, a timestamp Arrow cannot read, a ``properties`
 not a JSON object's text) is converted by the general per-row path instead
 (:func:`sources.common.arrow.rows_to_table` over the same rows), so both paths load the same data.
 
-:class:`EventPage` keeps the positional rows beside the table: the few rows that need them (the
-rows of the lookback window, whose fingerprints are kept in state, and the dict rows of
-:func:`~sources.posthog.read_events_window`) are built from them as before, one dict per row, with
+:class:`EventPage` gives the rows back as PostHog sent them (the timestamps' text is kept beside
+the table, everything else is in it as sent): the few rows that need dicts (the rows of the
+lookback window, whose fingerprints are kept in state, and the rows of
+:func:`~sources.posthog.read_events_window`) are built as before, one dict per row with
 ``properties`` parsed, so fingerprints do not change with the fast path.
 
 :class:`UuidSet` keeps a run's event uuids (ClickHouse returns an event stored twice as two rows
@@ -48,10 +49,10 @@ def _text_column(values: Sequence[Any]) -> pa.Array:
         raise _NotFast from None
 
 
-def _iso_column(values: Sequence[Any]) -> pa.Array:
+def _iso_column(text: pa.Array) -> pa.Array:
     try:
-        return pa.array(values, type=_STRING).cast(TIMESTAMP)
-    except (pa.ArrowTypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):  # "", no offset, not text
+        return text.cast(TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # "", no offset
         raise _NotFast from None
 
 
@@ -68,7 +69,7 @@ def _json_object_column(values: Sequence[Any]) -> pa.Array:
     return arr
 
 
-_FAST = {"text": _text_column, "iso": _iso_column, "json": _json_object_column}
+_FAST = {"text": _text_column, "iso": _text_column, "json": _json_object_column}
 
 
 def dict_rows(columns: Sequence[str], results: Sequence[Sequence[Any]], project_id: int) -> list[dict[str, Any]]:
@@ -87,12 +88,14 @@ def dict_rows(columns: Sequence[str], results: Sequence[Sequence[Any]], project_
 
 
 def hogql_table(columns: Sequence[str], results: Sequence[Sequence[Any]], spec: TableSpec,
-                constants: dict[str, Any]) -> pa.Table | None:
+                constants: dict[str, Any]) -> tuple[pa.Table, dict[str, pa.Array]] | None:
     """``results`` as a table of ``spec`` column by column (``constants``: columns with one value
-    for the page), or ``None`` when a column does not fit the fast path."""
+    for the page) and, for the timestamp columns, their text as sent; ``None`` when a column does
+    not fit the fast path."""
     n = len(results)
     by_name = dict(zip(columns, zip(*results, strict=True), strict=True)) if n else {}
     arrays: list[pa.Array] = []
+    sent: dict[str, pa.Array] = {}
     try:
         for name, kind in spec.columns.items():
             field_type = spec.schema.field(name).type
@@ -106,42 +109,61 @@ def hogql_table(columns: Sequence[str], results: Sequence[Sequence[Any]], spec: 
             convert = _FAST.get(kind)
             if convert is None:
                 raise _NotFast
-            arrays.append(convert(values))
+            arr = convert(values)
+            if kind == "iso":  # typed by Arrow's cast; the text is kept for the rows as sent
+                sent[name], arr = arr, _iso_column(arr)
+            arrays.append(arr)
     except _NotFast:
         return None
-    return pa.Table.from_arrays(arrays, schema=spec.schema)
+    return pa.Table.from_arrays(arrays, schema=spec.schema), sent
 
 
 @dataclass(eq=False)
 class EventPage:
-    """One page of one project's events: the typed table and, row for row, the positional rows
-    PostHog sent (``columns`` names their values)."""
+    """One page of one project's events: the typed table, and what gives back the rows as PostHog
+    sent them: the timestamps' text (``sent``) beside the table, or the positional rows
+    themselves (``results``) for a page the fast path did not convert. ``columns`` is the order
+    PostHog sent the columns in."""
 
     project_id: int
     columns: list[str]
-    results: list[list[Any]]
     table: pa.Table
+    sent: dict[str, pa.Array]
+    results: list[list[Any]] | None = None
 
     @classmethod
     def build(cls, columns: Sequence[str], results: list[list[Any]], project_id: int) -> EventPage:
-        table = hogql_table(columns, results, EVENTS, {"project_id": project_id})
-        if table is None:  # the general path, row by row
+        fast = hogql_table(columns, results, EVENTS, {"project_id": project_id}) \
+            if sorted(columns) == _EVENT_COLUMNS else None
+        if fast is None:  # the general path, row by row
             table = rows_to_table(dict_rows(columns, results, project_id), EVENTS)
-        return cls(project_id, list(columns), results, table)
+            return cls(project_id, list(columns), table, {}, results)
+        return cls(project_id, list(columns), fast[0], fast[1])
 
     def __len__(self) -> int:
         return self.table.num_rows
 
     def rows(self, indices: Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The rows (or those at ``indices``) as dicts, in the shape of :func:`dict_rows`."""
-        results = self.results if indices is None else [self.results[i] for i in indices]
-        return dict_rows(self.columns, results, self.project_id)
+        if self.results is not None:
+            results = self.results if indices is None else [self.results[i] for i in indices]
+            return dict_rows(self.columns, results, self.project_id)
+        at = None if indices is None else pa.array(indices, type=pa.int64())
+        values = []
+        for name in self.columns:
+            arr = self.sent[name] if name in self.sent else self.table.column(name)
+            values.append((arr if at is None else arr.take(at)).to_pylist())
+        return dict_rows(self.columns, list(zip(*values, strict=True)), self.project_id)
 
     def where(self, mask: pa.BooleanArray) -> EventPage:
-        """The rows where ``mask`` is true (table and positional rows alike)."""
-        keep = pc.indices_nonzero(mask).to_pylist()
-        return EventPage(self.project_id, self.columns, [self.results[i] for i in keep],
-                         self.table.take(pa.array(keep, type=pa.int64())))
+        """The rows where ``mask`` is true."""
+        at = pc.indices_nonzero(mask)
+        results = None if self.results is None else [self.results[i] for i in at.to_pylist()]
+        return EventPage(self.project_id, self.columns, self.table.take(at),
+                         {k: v.take(at) for k, v in self.sent.items()}, results)
+
+
+_EVENT_COLUMNS = sorted(c for c in EVENTS.columns if c != "project_id")
 
 
 # -- the run's uuids -------------------------------------------------------------------------------
@@ -149,6 +171,8 @@ class EventPage:
 _HEX_POSITIONS = (0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34)
 _DASHES = (8, 13, 18, 23)
 _U64 = pa.uint64()
+#: Arrow's binary search over a sorted array (recent pyarrow releases; pyproject allows older ones)
+_SEARCH_SORTED = hasattr(pc, "search_sorted")
 _B = {v: pa.scalar(v, pa.uint8()) for v in (0x0F, 0x20, 0x2D, 0x30, 0x39, 0x61, 0x66, 4, 6, 9)}
 
 
@@ -278,17 +302,21 @@ class UuidSet:
         """Positions of the sorted page keys ``sk`` that some earlier run holds as a key."""
         out: set[int] = set()
         for rk, _ in self._runs:
-            m = len(rk)
-            at = pc.search_sorted(rk, sk, side="left")
-            clamped = pc.min_element_wise(at, pa.scalar(m - 1, at.type))
-            equal = pc.and_(pc.less(at, m), pc.equal(pc.take(rk, clamped), sk))
+            if _SEARCH_SORTED:
+                m = len(rk)
+                at = pc.search_sorted(rk, sk, side="left")
+                clamped = pc.min_element_wise(at, pa.scalar(m - 1, at.type))
+                equal = pc.and_(pc.less(at, m), pc.equal(pc.take(rk, clamped), sk))
+            else:  # an Arrow before search_sorted: a hash of the run each time (slower, as exact)
+                equal = pc.is_in(sk, value_set=rk)
             if pc.any(equal).as_py():
                 out.update(pc.indices_nonzero(equal).to_pylist())
         return sorted(out)
 
     def _holds(self, key: int, low: int) -> bool:
         for rk, rl in self._runs:
-            i = pc.search_sorted(rk, pa.scalar(key, _U64), side="left").as_py()
+            i = pc.search_sorted(rk, pa.scalar(key, _U64), side="left").as_py() if _SEARCH_SORTED \
+                else max(0, pc.index(rk, pa.scalar(key, _U64)).as_py())
             while i < len(rk) and rk[i].as_py() == key:
                 if rl[i].as_py() == low:
                     return True
