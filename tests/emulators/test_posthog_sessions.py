@@ -69,16 +69,16 @@ def sessions_from_events(events: list[dict[str, Any]]) -> dict[tuple[int, str], 
         start, end = ts(first["timestamp"]), ts(last["timestamp"])
         duration = int(end.timestamp()) - int(start.timestamp())
 
-        def uniq(name: str) -> int:
-            return len({e["uuid"] for e in evs if e["event"] == name})
-
-        pageviews, autocaptures = uniq("$pageview"), uniq("$autocapture")
+        kinds = Counter()
+        for name, _uuid in {(e["event"], e["uuid"]) for e in evs}:
+            kinds[name] += 1
+        pageviews, autocaptures = kinds["$pageview"], kinds["$autocapture"]
         out[key] = {
             "distinct_id": last["distinct_id"],
             "start": start, "end": end, "duration": duration,
             "entry_url": urls[0] if urls else None, "end_url": urls[-1] if urls else None,
             "entry_path": urlsplit(urls[0]).path if urls else None,
-            "pageviews": pageviews, "autocaptures": autocaptures, "screens": uniq("$screen"),
+            "pageviews": pageviews, "autocaptures": autocaptures, "screens": kinds["$screen"],
             "bounce": None if pageviews == 0 else not (pageviews > 1 or autocaptures > 0 or duration >= 10),
             "inserted": max(ts(e["created_at"]) for e in evs),
         }
