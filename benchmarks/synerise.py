@@ -48,7 +48,30 @@ def cdp_sync(info: dict[str, Any], *, workers: int, resources: list[str]) -> dic
             api_key=info["api_key"], base_url=info["base_url"], events_workers=workers,
             profile_events_workers=workers, profile_events_backfill="profile_events" in resources,
         ).with_resources(*resources)
-        return run_cdp_sync(pipeline, source, workers=workers, vendor="synerise", resources=resources)
+        result = run_cdp_sync(pipeline, source, workers=workers, vendor="synerise", resources=resources)
+        _print_walks(pipeline)
+        return result
+
+
+def _print_walks(pipeline: Any) -> None:
+    """How many passes the full reads took (a clean emulator needs one each) and the events
+    window's requests, on stderr (the harness keeps stdout for the result)."""
+    import sys
+
+    resources = pipeline.state.get("sources", {}).get("synerise", {}).get("resources", {})
+    parts = []
+    profiles = resources.get("profiles", {}).get("last_run")
+    if profiles:
+        parts.append(f"profiles passes={profiles.get('passes')} complete={profiles.get('complete')}")
+    events = resources.get("events", {}).get("last_run")
+    if events:
+        parts.append(f"events requests={events.get('requests')}")
+    for name in ("profiles", "catalog_items", "catalogs"):
+        marks = resources.get(name, {}).get("incomplete")
+        if marks:
+            parts.append(f"{name} incomplete={sorted(marks)}")
+    if parts:
+        print("  cdp-sync walks: " + ", ".join(parts), file=sys.stderr, flush=True)
 
 
 def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dlt
 import orjson
 import pendulum
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from sources.common.arrow import TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
@@ -54,8 +55,10 @@ from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
 from sources.common.window import RowCount, Window
 
+from . import columnar
 from . import settings as S
 from .client import SyneriseClient, Unreadable, iso_to_ms
+from .keys import Keys
 
 __all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window",
            "read_profile_events", "BACKFILL_RESOURCES"]
@@ -137,6 +140,90 @@ def fitted_table(spec: TableSpec, rows: Sequence[dict[str, Any]], misfits: Misfi
     :class:`~sources.common.arrow.TolerantConverter`), counted in ``misfits`` when given."""
     convert = misfits.converter(spec) if misfits is not None else TolerantConverter(spec, S.VENDOR)
     return convert(rows)
+
+
+class Tables:
+    """Arrow pages gathered into tables of about ``size`` rows (one concatenation, no row
+    copies); a page whose schema differs (a misfit's ``__v_text`` column) is handed on alone."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        if self._pending and table.schema != self._pending[0].schema:
+            yield from self.flush()
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= self.size:
+            yield from self.flush()
+
+    def flush(self) -> Iterator[pa.Table]:
+        if self._pending:
+            pending, self._pending, self._rows = self._pending, [], 0
+            yield pending[0] if len(pending) == 1 else pa.concat_tables(pending)
+
+
+def _repeats_a_key(table: pa.Table, column: str) -> bool:
+    """Whether a key appears twice in ``table`` (column-wise)."""
+    return table.num_rows > 1 and pc.count_distinct(table.column(column)).as_py() < table.num_rows
+
+
+def _cursor_time(value: Any) -> int | None:
+    """An event's ``time`` as the cursor compares it (as :func:`event_row` reads it)."""
+    if type(value) is int:
+        return value
+    t = _event_time(value)
+    return t if type(t) is int else None
+
+
+class _EventRow(Mapping[str, Any]):
+    """``event_row(e)``, built only when read: the lookback cursor reads a row's content only
+    for the fingerprints of its window, a small part of a first run's six hours."""
+
+    __slots__ = ("_event", "_row")
+
+    def __init__(self, event: dict[str, Any]) -> None:
+        self._event = event
+        self._row: dict[str, Any] | None = None
+
+    def _mapped(self) -> dict[str, Any]:
+        if self._row is None:
+            self._row = event_row(self._event)
+        return self._row
+
+    def __getitem__(self, key: str) -> Any:
+        return self._mapped()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapped())
+
+    def __len__(self) -> int:
+        return len(self._mapped())
+
+
+def admitted_events(spec: TableSpec, page: list[dict[str, Any]], cur: LookbackCursor,
+                    misfits: Misfits | None) -> tuple[pa.Table | None, int]:
+    """One page of activities as a table of the rows ``cur`` admits (``None`` when it admits
+    none), and how many it admitted. Columnar (:func:`columnar.events_table`) when the page
+    allows it, else row by row as :func:`event_row` maps them; each row is admitted with the
+    same key, cursor value and content either way."""
+    table = columnar.events_table(spec, page)
+    if table is None:
+        keep = []
+        for e in page:
+            row = event_row(e)
+            t = row["time"]
+            if cur.admit(str(row["event_uuid"]), t if type(t) is int else None, row):
+                keep.append(row)
+        return (fitted_table(spec, keep, misfits) if keep else None), len(keep)
+    admit = cur.admit
+    mask = [admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e)) for e in page]
+    kept = sum(mask)
+    if kept == len(page):
+        return table, kept
+    return (table.filter(pa.array(mask, type=pa.bool_())) if kept else None), kept
 
 
 def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -380,8 +467,8 @@ class Walk:
         self.repeated = 0
         self.newer_copies = 0
         self.history: list[dict[str, Any]] = []
-        #: every key read -> the modification field (as sent) of the newest copy handed on
-        self.seen: dict[Any, Any] = {}
+        #: every key read, with the modification field of the newest copy handed on
+        self.seen = Keys()
 
     def info(self) -> dict[str, Any]:
         return {"passes": self.passes, "complete": self.complete, "rows_read": self.distinct,
@@ -394,6 +481,7 @@ def complete_walk(
     key: Callable[[dict[str, Any]], Any], walk: Walk, *, version_field: str | None = None,
     version: Callable[[Any], Any] | None = None,
     count: Callable[[], int | None] | None = None, max_passes: int = 3,
+    versions_of: Callable[[list[Any]], pa.Array | None] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every row of a list read by offset or page index while it may change (contract §3: these
     lists are live), each key once, plus later copies that are newer by their modification field
@@ -407,7 +495,13 @@ def complete_walk(
     yields only keys not yet read, or newer copies), up to ``max_passes``; when no pass was clean,
     ``walk.complete`` stays False and the caller fails the resource (or, by option, loads what
     was read and marks it incomplete). Without any stated size, a pass is clean when no key
-    repeats (a skip cannot be seen: documented)."""
+    repeats (a skip cannot be seen: documented).
+
+    The keys read are kept compactly (:class:`~sources.synerise.keys.Keys`: flat memory at a
+    million rows); ``versions_of`` (optional) parses a list of modification fields at once, as
+    ``version`` would each."""
+    if walk.passes == 0 and version_field is not None and not len(walk.seen):
+        walk.seen = Keys(versions=True, version=version, versions_of=versions_of)
     seen = walk.seen
     while walk.passes < max_passes and not walk.complete:
         walk.passes += 1
@@ -416,27 +510,31 @@ def complete_walk(
             before = count()
             if before is not None:
                 sizes.add(before)
-        in_pass: set[Any] = set()
+        in_pass = Keys()
         repeats = 0
         for size, page in read_pass():
             if size is not None:
                 sizes.add(size)
+            keys = [key(row) for row in page]
+            new_in_pass = in_pass.add_new(keys)
+            repeats += len(keys) - new_in_pass  # rows whose key this pass had already read
+            if new_in_pass == len(keys) and seen.isdisjoint(keys):
+                # the common page: every key new to the walk (set operations, no row loop)
+                seen.update(keys, [row.get(version_field) for row in page] if version_field is not None else None)
+                if page:
+                    yield page
+                continue
             out = []
-            for row in page:
-                k = key(row)
-                if k in in_pass:
-                    repeats += 1
-                in_pass.add(k)
+            for row, k in zip(page, keys, strict=True):
                 raw = row.get(version_field) if version_field is not None else None
                 if k not in seen:
-                    seen[k] = raw  # the version as sent: parsed only if the key repeats
+                    seen.add(k, raw)  # the version as sent: parsed only when it has to be
                     out.append(row)
                     continue
-                old = seen[k]
                 v = version(raw) if version is not None else None
-                w = version(old) if version is not None else None
+                w = seen.version(k) if version is not None else None
                 if v is not None and (w is None or _newer(v, w)):
-                    seen[k] = raw  # read again and newer: its newer copy must land (dedup keeps it)
+                    seen.add(k, raw)  # read again and newer: its newer copy must land (dedup keeps it)
                     walk.newer_copies += 1
                     out.append(row)
                 else:
@@ -540,8 +638,17 @@ class Overflow:
         )
 
 
-def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int,
-                overflow: Callable[[int, int], None]) -> Iterator[list[dict[str, Any]]]:
+def _within(rows: list[dict[str, Any]], lo: int, hi: int) -> bool:
+    """Whether every event's ``time`` is an integer inside the window it was asked for."""
+    for e in rows:
+        t = e.get("time")
+        if type(t) is not int or not lo <= t <= hi:
+            return False
+    return True
+
+
+def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int, overflow: Callable[[int, int], None],
+                stray: Callable[[], None] | None = None) -> Iterator[list[dict[str, Any]]]:
     """Every event in [lo, hi]: a full answer (``limit`` rows, no continuation) means the window
     may hold more, so it is split in halves, depth first, oldest half first. Bounded: each split
     halves the window, so the depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
@@ -551,10 +658,14 @@ def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int,
         rows = api.activities(a, b, limit)
         if len(rows) < limit:
             if rows:
+                if stray is not None and not _within(rows, a, b):
+                    stray()
                 yield rows
             continue
         if a >= b:
             overflow(a, len(rows))
+            if stray is not None and not _within(rows, a, b):
+                stray()
             yield rows
             continue
         mid = (a + b) // 2
@@ -565,18 +676,21 @@ def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int,
 def read_events_window(
     api: SyneriseClient, lo: int, hi: int, *, limit: int = S.ACTIVITIES_LIMIT, chunk_ms: int = HOUR_MS,
     workers: int = S.DEFAULT_EVENTS_WORKERS, overflow: Callable[[int, int], None] | None = None,
+    stray: Callable[[], None] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Pages of every workspace activity with ``lo <= time <= hi`` (ms), whatever the cap.
 
     The window is cut into ``chunk_ms`` pieces read concurrently by ``workers`` threads; each
     piece is split further wherever a response comes back full. Touches no state: a scheduled run
-    and a backfill of a past window both call it with explicit bounds."""
+    and a backfill of a past window both call it with explicit bounds. ``stray()`` (optional) is
+    called for each response holding an event outside the bounds it was asked for (or without
+    an integer ``time``): the pieces are disjoint, so without one each event is read once."""
     if hi < lo:
         return iter(())
     overflow = overflow or Overflow()
     chunk_ms = max(1, chunk_ms)
     pieces = [(a, min(a + chunk_ms - 1, hi)) for a in range(lo, hi + 1, chunk_ms)]
-    tasks = [lambda a=a, b=b: _split_read(api, a, b, limit, overflow) for a, b in pieces]
+    tasks = [lambda a=a, b=b: _split_read(api, a, b, limit, overflow, stray) for a, b in pieces]
     return concurrent_pages(tasks, workers, name="synerise-events")
 
 
@@ -785,20 +899,28 @@ def synerise_source(
         def version(raw: Any) -> Any:
             return _version(_ts(raw))
 
-        def rows() -> Iterator[list[tuple[dict[str, Any], dict[str, Any] | None]]]:
+        def pages() -> Iterator[pa.Table]:
+            out = Tables(batch)
             for page in complete_walk("profiles", read_pass, lambda p: p.get("clientId"), walk,
-                                      version_field="lastActivityDate", version=version, count=api.profile_count):
-                out = [profile_row(p) for p in page]
-                for row, _ in out:
-                    if row.get("previous_clients"):
-                        previous.update(int(x) for x in row["previous_clients"])
-                progress.update(len(page), len(out))
-                yield out
+                                      version_field="lastActivityDate", version=version, count=api.profile_count,
+                                      versions_of=columnar.iso_versions):
+                for p in page:
+                    merged = p.get("previousClients")
+                    if merged:
+                        previous.update(int(x) for x in merged)
+                progress.update(len(page), len(page))
+                table = columnar.profiles_table(page)
+                if table is None:
+                    table = profiles_table([profile_row(p) for p in page], misfits)
+                # the hard-delete marker as a null column: the file then has the table's columns
+                # in its order, and dlt's normalize moves it as it is instead of rewriting it
+                yield from out.add(table.append_column(pa.field(S.MERGED_AWAY, pa.bool_()),
+                                                       pa.nulls(table.num_rows, pa.bool_())))
+            yield from out.flush()
 
         unique = True
         first = True
-        for chunk in batched(rows(), batch):
-            table = profiles_table(chunk, misfits)
+        for table in pages():
             if first or (unique and walk.newer_copies):
                 # written every run; a newer copy of a profile read before turns the merge's
                 # de-duplication on, and `dedup_sort` (last_activity_date) keeps that copy
@@ -808,9 +930,11 @@ def synerise_source(
         misfits.report("profiles")
         _finish_walk("profiles", walk, state, allow_incomplete)
         # profiles merged into another are gone from the API: remove them from the destination once
-        seen = {int(k) for k in walk.seen if k is not None}
+        # the ids read, as ints (the walk's own keys when the API sent ints: no second set)
+        seen: Any = walk.seen if all(type(k) is int for k in walk.seen) else {
+            int(k) for k in walk.seen if k is not None}
         done = {int(x) for x in state.get("merged_away") or []}
-        gone = sorted(previous - seen - done)
+        gone = sorted(c for c in previous if c not in seen and c not in done)
         if gone:
             yield pa.table({"client_id": pa.array(gone, type=pa.int64()),
                             S.MERGED_AWAY: pa.array([True] * len(gone), type=pa.bool_())})
@@ -852,23 +976,34 @@ def synerise_source(
                 _record_gap(state, gap)
             overflow = Overflow()
 
-            def admitted() -> Iterator[list[dict[str, Any]]]:
-                for page in read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow):
-                    keep = []
-                    for e in page:
-                        row = event_row(e)
-                        t = row["time"]
-                        if cur.admit(str(row["event_uuid"]), t if type(t) is int else None, row):
-                            keep.append(row)
-                    progress.update(len(page), len(keep))
-                    if keep:
-                        yield keep
+            # every row this run reads is below `hi`, and the cursor it commits is at least `hi`
+            # (or the stored one): only rows inside the lookback window behind the lower of the
+            # two need a fingerprint (on a first run: the last minutes, not all six hours)
+            cur.set_floor(hi if cur.value is None else min(cur.value, hi))
 
+            doubts: list[str] = []  # why this run's rows may hold an event twice (appended by any thread)
+
+            def admitted() -> Iterator[pa.Table]:
+                out = Tables(batch)
+                for page in read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow,
+                                               stray=lambda: doubts.append("stray")):
+                    table, kept = admitted_events(S.EVENTS, page, cur, misfits)
+                    progress.update(len(page), kept)
+                    if table is not None:
+                        if _repeats_a_key(table, "event_uuid"):
+                            doubts.append("repeat")
+                        yield from out.add(table)
+                yield from out.flush()
+
+            # the pieces of the window are disjoint and events never change, so a run reads each
+            # event once, unless a response strays outside its piece or repeats an event: then
+            # the merge de-duplicates (the hint on a later page wins; written every run)
+            unique = True
             first = True
-            for chunk in batched(admitted(), batch):
-                page = fitted_table(S.EVENTS, chunk, misfits)
-                if first:  # written every run: a bounded run's "unique" must not persist
-                    page, first = merge_run_hints(page, unique_in_run=False), False
+            for page in admitted():
+                if first or (unique and doubts):
+                    unique = unique and not doubts
+                    page, first = merge_run_hints(page, unique_in_run=unique), False
                 yield page
             misfits.report("events")
             if overflow.items:
@@ -909,13 +1044,29 @@ def synerise_source(
                 )
                 lo = earliest
             overflow = Overflow()
-            pages = read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow)
+            doubts: list[str] = []
+            pages = read_events_window(api, lo, hi, chunk_ms=window_ms, workers=ev_workers, overflow=overflow,
+                                       stray=lambda: doubts.append("stray"))
+
+            def tables_of() -> Iterator[pa.Table]:
+                out = Tables(batch)
+                for page in pages:
+                    progress.update(len(page), len(page))
+                    table = columnar.events_table(S.EVENTS, page)
+                    if table is None:
+                        table = fitted_table(S.EVENTS, [event_row(e) for e in page], misfits)
+                    if _repeats_a_key(table, "event_uuid"):
+                        doubts.append("repeat")
+                    yield from out.add(table)
+                yield from out.flush()
+
+            unique = True
             first = True
-            for chunk in batched(([event_row(e) for e in page] for page in pages), batch):
-                progress.update(len(chunk), len(chunk))
-                table = count(fitted_table(S.EVENTS, chunk, misfits))
-                if first:
-                    table, first = merge_run_hints(table, unique_in_run=True), False
+            for table in tables_of():
+                table = count(table)
+                if first or (unique and doubts):
+                    unique = unique and not doubts
+                    table, first = merge_run_hints(table, unique_in_run=unique), False
                 yield table
             if overflow.items:
                 extra["truncated"] = overflow.items[-STATE_LIST_LIMIT:]
@@ -1015,17 +1166,39 @@ def synerise_source(
             _finish_walk("catalogs", cat_walk, state, allow_incomplete, key="catalogs")
             walks = {c: Walk() for c in ids}
 
-            def walk(cid: int) -> Callable[[], Iterator[list[dict[str, Any]]]]:
-                def run() -> Iterator[list[dict[str, Any]]]:
+            # each catalog's walk hands on each item key once: the run's rows are unique on
+            # (catalog_id, item_key) while every item names the catalog it was listed under
+            doubts = [] if len(set(ids)) == len(ids) else ["a catalog listed twice"]
+
+            def walk(cid: int) -> Callable[[], Iterator[pa.Table]]:
+                def run() -> Iterator[pa.Table]:
                     pages = complete_walk(f"catalog_items[{cid}]", lambda: api.item_pages(cid, cat_page),
                                           lambda i: i.get("itemKey"), walks[cid])
                     for page in pages:
-                        yield [item_row(i) for i in page]
+                        table = columnar.items_table(page)
+                        if table is None:
+                            table = fitted_table(S.CATALOG_ITEMS, [item_row(i) for i in page], misfits)
+                        if pc.all(pc.equal(table.column("catalog_id"), cid)).as_py() is not True:
+                            doubts.append("an item of another catalog")
+                        yield table
 
                 return run
 
-            pages = concurrent_pages([walk(c) for c in ids], min(4, connections), name="synerise-items")
-            yield from tables(S.CATALOG_ITEMS, pages, progress)
+            def gathered() -> Iterator[pa.Table]:
+                out = Tables(batch)
+                for table in concurrent_pages([walk(c) for c in ids], min(4, connections), name="synerise-items"):
+                    progress.update(table.num_rows, table.num_rows)
+                    yield from out.add(table)
+                yield from out.flush()
+
+            unique = True
+            first = True
+            for table in gathered():
+                if first or (unique and doubts):  # written every run (the hint persists)
+                    unique = unique and not doubts
+                    table, first = merge_run_hints(table, unique_in_run=unique), False
+                yield table
+            misfits.report(S.CATALOG_ITEMS.name)
         for cid, w in walks.items():
             _finish_walk("catalog_items", w, state, allow_incomplete, key=f"catalog {cid}")
         progress.done(f"{len(ids)} catalogs")
