@@ -11,6 +11,9 @@ Routes (every project route also answers under ``/api/environments/{id}/…``, c
 ``GET  …/insights/ event_definitions/``                style A                          ``<object>:read``
 ``GET  …/property_definitions/?type=``                 style A                          ``property_definition:read``
 ``GET  …/groups_types/``, ``…/groups/?group_type_index=``  plain list; DRF cursor (style D)  ``group:read``
+``GET  …/experiments/ actions/ dashboards/ surveys/``  style A                          ``<object>:read``
+``GET  …/dashboards/{id}/``                            one dashboard, tiles expanded    ``dashboard:read``
+``GET  …/session_recordings/``                         style E (``has_next``)           ``session_recording:read``
 =====================================================  =============================  ==================
 
 Behaviours reproduced, with the contract's numbering:
@@ -101,7 +104,7 @@ VENDOR = "posthog"
 ALL_SCOPES = (
     "project:read", "person:read", "query:read", "cohort:read", "feature_flag:read", "annotation:read",
     "insight:read", "event_definition:read", "property_definition:read", "group:read",
-    "session_recording:read",
+    "session_recording:read", "experiment:read", "action:read", "dashboard:read", "survey:read",
 )
 DEFAULT_RATES: dict[str, list[tuple[int, int]]] = {
     "clickhouse": [(240, 60), (1200, 3600)],
@@ -110,7 +113,7 @@ DEFAULT_RATES: dict[str, list[tuple[int, int]]] = {
 }
 LEGACY_QUERY_RATES = [(120, 3600)]
 #: PostHog's own bad days in hostile mode (option ``hostile_kinds`` picks some; default all)
-HOSTILE_KINDS = ("short_page", "clamp", "persons_shift")
+HOSTILE_KINDS = ("short_page", "clamp", "persons_shift", "list_shift")
 TIMEZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata")
 #: cached query results kept (least recently stored dropped first), so memory stays bounded
 CACHE_ENTRIES = 64
@@ -172,11 +175,14 @@ class Options:
     hostile_seed: int | None = None
     hostile_vendor_rate: float = 0.05
     hostile_kinds: Any = None
+    recordings_next_cursor: bool = False
+    hostile_shift_tables: Any = None
 
     RUNTIME = ("persons_shape", "rate_limits", "query_throttle", "throttle_by", "send_retry_after",
                "query_concurrency", "query_timeout_rows", "query_max_rows", "cache_ttl_seconds", "async_polls",
                "legacy_events_truncate_long_windows", "legacy_events_repeat_next", "render_cache_mb",
-               "hostile", "hostile_seed", "hostile_vendor_rate", "hostile_kinds")
+               "hostile", "hostile_seed", "hostile_vendor_rate", "hostile_kinds", "recordings_next_cursor",
+               "hostile_shift_tables")
 
     def check(self) -> None:
         if self.persons_shape not in ("code", "docs"):
@@ -199,6 +205,11 @@ class Options:
         if self.hostile_kinds is not None and (
                 not isinstance(self.hostile_kinds, list) or not set(self.hostile_kinds) <= set(HOSTILE_KINDS)):
             raise MutationError(f"hostile_kinds is a list of {', '.join(HOSTILE_KINDS)} (or null: all)")
+        if self.hostile_shift_tables is not None and (
+                not isinstance(self.hostile_shift_tables, list)
+                or not set(self.hostile_shift_tables) <= {*objects.MUTABLE_TABLES, "session_recordings"}):
+            raise MutationError(f"hostile_shift_tables is a list of {', '.join(objects.MUTABLE_TABLES)}, "
+                                "session_recordings (or null: the lists of issue 14)")
         if not (self.rate_limits is True or self.rate_limits is False or isinstance(self.rate_limits, dict)):
             raise MutationError("rate_limits is true, false or {bucket: [[requests, seconds], ...]}")
         if isinstance(self.rate_limits, dict):
@@ -305,6 +316,8 @@ class PostHogBackend:
         self.hostile_log: list[dict[str, Any]] = []
         #: every person deleted (control plane or hostile mode): ``{"project_id", "uuid"}``
         self.deleted_persons: list[dict[str, Any]] = []
+        #: every object or recording deleted (control plane or hostile mode): ``{"project_id", "table", "id"}``
+        self.deleted_objects: list[dict[str, Any]] = []
 
     # -- data ----------------------------------------------------------------------------
 
@@ -330,6 +343,7 @@ class PostHogBackend:
                 events=events,
             )
             project.objects = objects.generate(self.seed, pid, n_persons, t0, t1, self.ids)
+            project.objects["session_recordings"] = objects.recordings(self.seed, pid, n_persons, t1)
             project.group_types, self.groups[pid] = objects.groups(self.seed, pid, n_persons, t0, t1)
             self.projects[pid] = project
 
@@ -355,6 +369,10 @@ class PostHogBackend:
             ]
             for table in objects.OBJECT_SCOPES:
                 out.append(Route(f"{prefix}/{table}/", self._sync(self._object_list(table)), methods=["GET"]))
+            out += [
+                Route(f"{prefix}/dashboards/{{oid:int}}/", self._sync(self.dashboard_detail), methods=["GET"]),
+                Route(f"{prefix}/session_recordings/", self._sync(self.recordings_list), methods=["GET"]),
+            ]
         return out
 
     def state(self) -> dict[str, int]:
@@ -966,8 +984,9 @@ class PostHogBackend:
 
         def handler(request: Request) -> Response:
             key, project = self._open(request, scope, "crud")
+            self._hostile_list_shift(request, project, table)
             items = project.objects[table]
-            render: Callable[[Any], Any] = dict
+            render: Callable[[Any], Any] = objects.dashboard_list_item if table == "dashboards" else dict
             if table == "property_definitions":
                 kind = request.query_params.get("type", "event")
                 if kind not in objects.PROPERTY_TYPES:
@@ -980,6 +999,40 @@ class PostHogBackend:
             return self._style_a(request, items, render)
 
         return handler
+
+    def _hostile_list_shift(self, request: Request, project: Project, table: str) -> None:
+        """Hostile ``list_shift``: before a page with ``offset > 0`` an object on an earlier page is
+        deleted, so every later row moves one place up (the persons warning of §2.3, for any
+        offset list)."""
+        offset = self._int_param(request, "offset", 0)
+        rows = project.objects[table]
+        tables = self.opts.hostile_shift_tables or objects.SHIFTING_BY_DEFAULT
+        if offset <= 0 or len(rows) < 2 or table not in tables \
+                or not self._hostile("list_shift", project_id=project.id, table=table, offset=offset):
+            return
+        with self._lock:
+            victim = rows.pop(self._hostile_random.randrange(min(offset, len(rows))))
+            self.deleted_objects.append({"project_id": project.id, "table": table, "id": victim["id"]})
+
+    def dashboard_detail(self, request: Request) -> Response:
+        key, project = self._open(request, "dashboard:read", "crud")
+        oid = int(request.path_params["oid"])
+        item = next((d for d in project.objects["dashboards"] if d["id"] == oid), None)
+        if item is None:
+            raise not_found()
+        return _json(objects.dashboard_detail(item, {i["id"]: i for i in project.objects["insights"]}))
+
+    def recordings_list(self, request: Request) -> Response:
+        """Style E over recordings newest first; ``limit``/``offset`` (or ``after`` when
+        ``recordings_next_cursor`` is on) — see :func:`objects.recordings_page`."""
+        key, project = self._open(request, objects.RECORDINGS_SCOPE, "clickhouse")
+        self._hostile_list_shift(request, project, "session_recordings")
+        try:
+            body = objects.recordings_page(project.objects["session_recordings"], request.query_params, self.now(),
+                                           cursor=bool(self.opts.recordings_next_cursor))
+        except ValueError as e:
+            raise validation(str(e)) from None
+        return _json(body)
 
     def group_types(self, request: Request) -> Response:
         key, project = self._open(request, "group:read", "crud")
@@ -1031,6 +1084,9 @@ class PostHogBackend:
             "delete_persons": self._delete_persons,
             "add_objects": self._add_objects,
             "modify_objects": self._modify_objects,
+            "delete_objects": self._delete_objects,
+            "add_recordings": self._add_recordings,
+            "grow_recordings": self._grow_recordings,
             "advance_clock": self._advance_clock,
             "add_session": lambda op: self._session_events(op, grow=False),
             "grow_session": lambda op: self._session_events(op, grow=True),
@@ -1147,8 +1203,8 @@ class PostHogBackend:
 
     def _object_table(self, op: dict[str, Any]) -> str:
         table = op.get("table")
-        if table not in ("cohorts", "feature_flags", "annotations", "insights"):
-            raise MutationError("table must be one of cohorts, feature_flags, annotations, insights")
+        if table not in objects.MUTABLE_TABLES:
+            raise MutationError(f"table must be one of {', '.join(objects.MUTABLE_TABLES)}")
         return str(table)
 
     _MAKERS = {
@@ -1156,6 +1212,10 @@ class PostHogBackend:
         "feature_flags": objects.feature_flag,
         "annotations": objects.annotation,
         "insights": objects.insight,
+        "experiments": objects.experiment,
+        "actions": objects.action,
+        "dashboards": objects.dashboard,
+        "surveys": objects.survey,
     }
 
     def _add_objects(self, op: dict[str, Any]) -> dict[str, Any]:
@@ -1184,10 +1244,66 @@ class PostHogBackend:
             created = from_datetime(dt.datetime.fromisoformat(old["created_at"].replace("Z", "+00:00")))
             version = int(old.get("version", 1)) + self._mutations if table in ("cohorts", "feature_flags") \
                 else self._mutations
-            fresh = self._MAKERS[table](s, old["id"], 20_000 + old["id"], created, version)
+            n_i = 20_000 + old["id"] if isinstance(old["id"], int) else 20_000 + pos
+            fresh = self._MAKERS[table](s, old["id"], n_i, created, version)
+            if table == "dashboards":
+                fresh["tiles"] = old["tiles"]
             rows[pos] = fresh
             changed.append(old["id"])
         return {"project_id": project.id, "table": table, "ids": changed}
+
+    def _delete_objects(self, op: dict[str, Any]) -> dict[str, Any]:
+        project = self._project_arg(op)
+        table = op.get("table")
+        if table not in (*objects.MUTABLE_TABLES, "session_recordings"):
+            raise MutationError(f"table must be one of {', '.join(objects.MUTABLE_TABLES)}, session_recordings")
+        rows = project.objects[table]
+        n = min(self._count(op, maximum=1000), len(rows))
+        gone = []
+        for j in range(n):
+            victim = rows.pop((j * 5 + self._mutations) % len(rows))
+            gone.append(victim["id"])
+            self.deleted_objects.append({"project_id": project.id, "table": table, "id": victim["id"]})
+        return {"project_id": project.id, "table": table, "ids": gone}
+
+    def _add_recordings(self, op: dict[str, Any]) -> dict[str, Any]:
+        """New recordings starting ``late_seconds`` before now (or ``at``); ``same_start`` gives
+        them one ``start_time``; ``ongoing`` marks them in progress."""
+        project = self._project_arg(op)
+        n = self._count(op, maximum=10_000)
+        now = self.now()
+        anchor = self._parse_time(str(op["at"]), "at") if op.get("at") else now - int(float(op.get("late_seconds", 0)) * US)
+        s = derive_seed(self.seed, "added-recordings", project.id, self._mutations)
+        made = []
+        for m in range(n):
+            start = anchor if op.get("same_start") else anchor - (n - m) * 7 * US
+            made.append(objects.recording(s, m, start - start % 1000, now, ongoing=bool(op.get("ongoing"))))
+        rows = project.objects["session_recordings"]
+        rows[:] = objects.sort_recordings(rows + made)
+        return {"project_id": project.id, "ids": [r["id"] for r in made]}
+
+    def _grow_recordings(self, op: dict[str, Any]) -> dict[str, Any]:
+        """Recordings still in progress (``ongoing``) get longer: duration, end time, counts; with
+        ``end`` they finish. ``ids`` picks them (default: every ongoing one)."""
+        project = self._project_arg(op)
+        rows = project.objects["session_recordings"]
+        wanted = set(op.get("ids") or [r["id"] for r in rows if r.get("ongoing")])
+        grown = []
+        for pos, r in enumerate(rows):
+            if r["id"] not in wanted:
+                continue
+            r = dict(r)
+            extra = int(op.get("seconds", 120))
+            r["recording_duration"] += extra
+            r["active_seconds"] += extra // 2
+            r["inactive_seconds"] = r["recording_duration"] - r["active_seconds"]
+            r["click_count"] += 3
+            end = from_datetime(dt.datetime.fromisoformat(r["end_time"].replace("Z", "+00:00"))) + extra * US
+            r["end_time"] = drf_datetime(end)
+            r["ongoing"] = not op.get("end")
+            rows[pos] = r
+            grown.append(r["id"])
+        return {"project_id": project.id, "ids": grown}
 
     # -- exports -------------------------------------------------------------------------------
 
@@ -1201,6 +1317,9 @@ class PostHogBackend:
         if table == "deleted_persons":
             with self._lock:
                 return list(self.deleted_persons)
+        if table == "deleted_objects":
+            with self._lock:
+                return list(self.deleted_objects)
         for project in self.projects.values():
             if table == "events":
                 tz = ZoneInfo(project.timezone)
@@ -1232,7 +1351,7 @@ class PostHogBackend:
                     out += [{"project_id": project.id, **g} for g in rows]
             elif table == "group_types":
                 out += [{"project_id": project.id, **t} for t in project.group_types]
-            elif table in objects.OBJECT_SCOPES:
+            elif table in objects.OBJECT_SCOPES or table == "session_recordings":
                 out += [{"project_id": project.id, **x} for x in project.objects[table]]
             else:
                 raise KeyError(table)
