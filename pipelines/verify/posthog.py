@@ -13,13 +13,18 @@ sessions             per project: sessions starting on each of the last    sessi
                      project's cursor)                                     another day (a late event moved a start):
                                                                            the next run settles them; nothing else
 persons              per project: the list's ``count`` (``include_total``) exact
-cohorts, feature_flags, annotations, insights, event_definitions          exact
-                     per project: the list's ``count``
+cohorts, feature_flags, annotations, insights, event_definitions,          exact
+experiments, actions, dashboards, surveys
+                     per project: the list's ``count`` (every list of
+                     ``sources/posthog/lists.py`` declared ``countable``)
 property_definitions per project and type: the list's ``count``            exact
 projects             the projects list's ``count`` (or the configured      exact
                      ``project_ids``)
 event_summaries      not countable: it *is* PostHog's count per day and event (verify ``events``)
 groups               not countable: the groups list pages on a cursor and states no count
+session_recordings   not countable: the list states ``has_next``, never a count
+a list the key lacks not countable: skipped by the last run (its state says which scope is missing)
+the scope of
 ==================== ===================================================== ==========================================
 
 Whole-list counts compare what PostHog holds now with the last load: verify right after a run
@@ -34,12 +39,15 @@ from typing import Any
 from pipelines.verify import DELETIONS, Check, Context, Where
 
 RESOURCES = ("events", "event_summaries", "persons", "projects", "cohorts", "feature_flags", "annotations",
-             "insights", "event_definitions", "property_definitions", "groups", "sessions")
+             "insights", "event_definitions", "property_definitions", "groups", "experiments", "actions",
+             "dashboards", "surveys", "session_recordings", "sessions")
 TABLES: dict[str, str] = {}
-LISTS = ("cohorts", "feature_flags", "annotations", "insights", "event_definitions")
+LISTS = ("cohorts", "feature_flags", "annotations", "insights", "event_definitions", "experiments", "actions",
+         "dashboards", "surveys")
 NOT_COUNTABLE = {
     "event_summaries": "PostHog's own daily counts per event; verify events instead",
     "groups": "the groups list pages on a cursor and states no count",
+    "session_recordings": "the recordings list states has_next, never a count",
 }
 UTC = dt.UTC
 
@@ -50,7 +58,6 @@ def _dt(us: int) -> dt.datetime:
 
 def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
     from sources.posthog import counts
-    from sources.posthog import settings as S
     from sources.posthog.client import PostHogClient
 
     checks: list[Check] = []
@@ -59,8 +66,11 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
         catalog = counts.projects(api)
         configured = ctx.config("project_ids", None)
         for resource in ctx.resources:
+            skipped = (ctx.resource_state(resource).get("skipped") or {}).get("missing_scope")
             if resource in NOT_COUNTABLE:
                 checks.append(Check(resource, "all", None, resource, Where(), note=NOT_COUNTABLE[resource]))
+            elif skipped:
+                checks.append(Check(resource, "all", None, note=f"not loaded: the key lacks the scope {skipped}"))
             elif resource == "events":
                 checks += _events(ctx, api, catalog)
             elif resource == "sessions":
@@ -74,15 +84,10 @@ def plan(ctx: Context, api_key: str, base_url: str) -> list[Check]:
                     if resource == "persons":
                         n = counts.list_count(api, f"api/projects/{pid}/persons/", include_total=True)
                         checks.append(_list_check(resource, f"project {pid}", n, (("project_id", pid),)))
-                    elif resource == "property_definitions":
-                        for kind in S.PROPERTY_DEFINITION_TYPES:
-                            n = counts.list_count(api, f"api/projects/{pid}/property_definitions/", {"type": kind})
-                            checks.append(_list_check(resource, f"project {pid} type {kind}", n,
-                                                      (("project_id", pid), ("definition_type", kind))))
                     else:
-                        path, extra = S.OBJECT_ENDPOINTS[resource]
-                        n = counts.list_count(api, f"api/projects/{pid}/{path}", extra)
-                        checks.append(_list_check(resource, f"project {pid}", n, (("project_id", pid),)))
+                        for label, n, equals in counts.declared_list_counts(api, pid, resource):
+                            checks.append(_list_check(resource, f"project {pid}{label}", n,
+                                                      (("project_id", pid), *equals)))
     finally:
         api.close()
     return checks

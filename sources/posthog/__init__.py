@@ -8,9 +8,14 @@ Read this file and you know what is loaded (tables are named after resources):
 | event_summaries      | project_id, day, event                   | merge             | day per project, re-reads the last 3 days |
 | persons              | uuid                                     | merge             | none: every person each run (no server-side cursor exists) |
 | projects             | id                                       | merge             | none                                    |
-| cohorts, feature_flags, annotations, insights, event_definitions, property_definitions | id | merge | none |
+| cohorts, feature_flags, annotations, insights, event_definitions, property_definitions, experiments, actions, dashboards, surveys | id | merge | none |
 | groups               | project_id, group_type_index, group_key  | merge             | none (cursor pagination per group type) |
 | sessions             | project_id, session_id                   | merge (newest wins) | ($start_timestamp, session_id) per project, lookback 25 h (:mod:`.sessions`) |
+| session_recordings   | id                                       | merge             | start_time per project (date_from/date_to windows), lookback 24 h |
+
+The REST lists (every row above from ``cohorts`` down) are declared in :mod:`sources.posthog.lists`,
+one row each, and turned into resources by :func:`sources.common.rest_lists.list_resource`; a key
+without a list's scope skips that resource with one warning naming the scope.
 
 Projects are discovered (``GET /api/projects/``) or configured (``project_ids``); every
 incremental resource keeps its state per project. ``events`` reads HogQL (``POST /query/``) in
@@ -30,6 +35,7 @@ exactly ``[window_start, window_end)`` of every project through :func:`read_even
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +53,7 @@ from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
+from sources.common.rest_lists import Parent, Vendor, list_resource
 from sources.common.window import RowCount, Window
 
 from . import settings as S
@@ -61,6 +68,7 @@ from .client import (
     windows,
 )
 from .keys import KeySet
+from .lists import LISTS
 from .sessions import BACKFILL_AXIS as _SESSIONS_AXIS
 from .sessions import DEFAULT_SESSIONS_LOOKBACK_SECONDS, sessions_resource
 
@@ -75,6 +83,7 @@ BACKFILL_RESOURCES = {
 }
 
 logger = logging.getLogger("cdp_sync.posthog")
+_MISSING_SCOPE = re.compile(r"missing required scope '([^']+)'")
 US = 1_000_000
 HOUR_US = 3600 * US
 
@@ -253,7 +262,9 @@ def posthog_source(
         api_key: a personal API key (``phx_…``) with the read scopes of the resources loaded
             (``project:read``, ``query:read`` for events and summaries, ``person:read``,
             ``cohort:read``, ``feature_flag:read``, ``annotation:read``, ``insight:read``,
-            ``event_definition:read``, ``property_definition:read``, ``group:read``).
+            ``event_definition:read``, ``property_definition:read``, ``group:read``,
+            ``experiment:read``, ``action:read``, ``dashboard:read``, ``survey:read``,
+            ``session_recording:read``); a list whose scope the key lacks is skipped with a warning.
         base_url: ``https://us.posthog.com`` (US Cloud), ``https://eu.posthog.com`` (EU Cloud) or a
             self-hosted instance's HTTPS address. Keys are bound to their region.
         project_ids: projects to load; default: every project the key can read.
@@ -524,42 +535,15 @@ def posthog_source(
             if rows:
                 yield S.PROJECTS.to_arrow(rows)
 
-    def object_list(table: str) -> Callable[[], Iterator[pa.Table]]:
-        spec, _scope = S.OBJECT_TABLES[table]
-
-        def pages(api: PostHogClient, pid: int) -> Iterator[list[dict[str, Any]]]:
-            if table == "property_definitions":
-                for kind in S.PROPERTY_DEFINITION_TYPES:
-                    for page in api.walk(f"api/projects/{pid}/property_definitions/",
-                                         {"type": kind, "limit": int(page_size)}):
-                        yield [{**r, "project_id": pid, "definition_type": kind} for r in page]
-            elif table == "groups":
-                types = api.get(f"api/projects/{pid}/groups_types/", expect=_group_types_problem)
-                for t in types:
-                    index = t.get("group_type_index")
-                    for page in api.walk(f"api/projects/{pid}/groups/", {"group_type_index": index},
-                                         key="group_key"):
-                        yield [{**r, "project_id": pid, "group_type": t.get("group_type")} for r in page]
-            else:
-                path, extra = S.OBJECT_ENDPOINTS[table]
-                for page in api.walk(f"api/projects/{pid}/{path}", {**extra, "limit": int(page_size)}):
-                    yield [{**r, "project_id": pid} for r in page]
-
-        def load() -> Iterator[pa.Table]:
-            state = dlt.current.resource_state()
-            progress = ProgressLog(S.VENDOR, table)
-            with shared.use() as api:
-                projects, unreachable = catalog.get(api)
-                for project in projects:
-                    for page in pages(api, int(project["id"])):
-                        progress.update(len(page), len(page))
-                        if page:
-                            yield spec.to_arrow(page)
-                _note_unreachable(state, unreachable)
-            progress.done("full list")
-
-        load.__name__ = table
-        return load
+    # the REST lists: one declared row each (lists.py), one resource each
+    vendor = Vendor(
+        S.VENDOR,
+        use=shared.use,
+        parents=lambda api: _parents(catalog, api),
+        missing_scope=_missing_scope,
+        progress=lambda name: ProgressLog(S.VENDOR, name),
+        parents_state_key="projects",
+    )
 
     windowed: list[DltResource] = [
         dlt.resource(events if window is None else events_in_window, name="events", primary_key="uuid",
@@ -582,11 +566,7 @@ def posthog_source(
         dlt.resource(projects_resource, name="projects", primary_key="id", write_disposition="merge",
                      columns=S.PROJECTS.dlt_columns(), parallelized=True)(),
     ]
-    for table, (spec, _) in S.OBJECT_TABLES.items():
-        resources.append(
-            dlt.resource(object_list(table), name=table, primary_key=list(spec.primary_key),
-                         write_disposition="merge", columns=spec.dlt_columns(), parallelized=True)()
-        )
+    resources += [list_resource(spec, vendor, page_size=int(page_size)) for spec in LISTS]
     return resources
 
 
@@ -600,6 +580,23 @@ def _person(row: dict[str, Any], pid: int) -> dict[str, Any]:
     if out.get("id") is not None:
         out["id"] = str(out["id"])
     return out
+
+
+def _parents(catalog: _Projects, api: PostHogClient) -> tuple[list[Parent], Callable[[dict[str, Any]], None]]:
+    """The projects of the run as the parents of every REST list (rows get ``project_id``)."""
+    projects, unreachable = catalog.get(api)
+    parents = [Parent(f"api/projects/{int(p['id'])}/", {"project_id": int(p["id"])}, str(int(p["id"])))
+               for p in projects]
+    return parents, lambda state: _note_unreachable(state, unreachable)
+
+
+def _missing_scope(exc: BaseException) -> str | None:
+    """The scope PostHog says the key lacks (403 ``API key missing required scope 'x:read'``)."""
+    if isinstance(exc, AuthError) and exc.status == 403:
+        m = _MISSING_SCOPE.search(exc.body_excerpt or str(exc))
+        if m:
+            return m.group(1)
+    return None
 
 
 def _project_window(api: PostHogClient, pid: int, start_us: int, end_us: int, page_size: int, window_hours: int,
@@ -660,10 +657,4 @@ def _warn_repeats(repeats: dict[int, int]) -> None:
 def _project_problem(body: Any) -> str | None:
     if not isinstance(body, dict) or "id" not in body:
         return "a body without a project id where a project was expected"
-    return None
-
-
-def _group_types_problem(body: Any) -> str | None:
-    if not isinstance(body, list) or not all(isinstance(t, dict) for t in body):
-        return "a body that is not the list of group types"
     return None

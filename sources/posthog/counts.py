@@ -4,7 +4,9 @@
   the project's time zone is UTC (HogQL's ``toDate`` takes the project's calendar day); otherwise
   one ``count(DISTINCT uuid)`` per UTC day with explicit UTC bounds. Distinct ``uuid``: copies of one event ClickHouse has not merged yet
   count once, as they load once.
-* **Lists** (DRF style A): ``count`` of a ``limit=1`` page; persons ask ``include_total``.
+* **Lists** (DRF style A): ``count`` of a ``limit=1`` page; persons ask ``include_total``; the
+  declared lists (``lists.py``) marked ``countable``, one count per fan-out value
+  (``property_definitions`` per ``type``).
 
 Over :class:`~sources.posthog.client.PostHogClient`; nothing here knows dlt.
 """
@@ -76,6 +78,29 @@ def list_count(api: PostHogClient, path: str, params: dict[str, Any] | None = No
     body = api.get(path, query, expect=_list_problem)
     count = body.get("count") if isinstance(body, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def declared_list_counts(api: PostHogClient, project_id: int,
+                         name: str) -> list[tuple[str, int | None, tuple[tuple[str, Any], ...]]]:
+    """The counts of one declared list of a project: ``(slice label, count, the columns that
+    select the slice)``, one per fixed fan-out value (``""`` and ``()`` without a fan-out)."""
+    from .lists import BY_NAME
+
+    spec = BY_NAME[name]
+    if not spec.countable:
+        raise ValueError(f"posthog list {name} states no count")
+    path = f"api/projects/{int(project_id)}/{spec.path}"
+    fan = spec.fan_out
+    if fan is None:
+        return [("", list_count(api, path, dict(spec.params)), ())]
+    if fan.discover is not None or not fan.column:
+        raise ValueError(f"posthog list {name} fans out over discovered values: not counted")
+    out = []
+    for value in fan.values:
+        label = fan.labels.get(value, value) if fan.labels else value
+        n = list_count(api, path, {**spec.params, fan.param: value})
+        out.append((f" {fan.param} {label}", n, ((fan.column, label),)))
+    return out
 
 
 def parse_instant_us(text: str) -> int:

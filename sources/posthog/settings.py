@@ -32,16 +32,14 @@ DEFAULT_BATCH_ROWS = 10_000
 #: fingerprints of lookback-window events kept in state per project (beyond: none, re-merge)
 DEFAULT_MAX_FINGERPRINTS = 100_000
 
-#: the object lists loaded as tables: (table, path below /api/projects/{id}/, extra parameters)
-OBJECT_ENDPOINTS: dict[str, tuple[str, dict[str, str]]] = {
-    "cohorts": ("cohorts/", {}),
-    "feature_flags": ("feature_flags/", {}),
-    "annotations": ("annotations/", {}),
-    # ``basic``: definitions only, not the computed results the full listing carries
-    "insights": ("insights/", {"basic": "true"}),
-    "event_definitions": ("event_definitions/", {}),
-}
+#: the types ``property_definitions`` is read for (one walk each; column ``definition_type``)
 PROPERTY_DEFINITION_TYPES = ("event", "person", "session", "group")
+#: ``session_recordings``: windows of at most this many hours, re-reading this far behind the
+#: cursor (a recording changes until its session ends, at most 24 h after it starts), and how far
+#: back a first run reads (PostHog keeps recordings 30 days on its free plan, up to 90 on others)
+RECORDINGS_WINDOW_HOURS = 24
+RECORDINGS_LOOKBACK_HOURS = 24
+RECORDINGS_FIRST_DAYS = 30
 #: never loaded: the project's ingestion token (public, but a credential of sorts)
 DROPPED_PROJECT_FIELDS = frozenset({"api_token", "secret_api_token", "secret_api_token_backup"})
 
@@ -224,13 +222,119 @@ GROUPS = TableSpec(
     primary_key=("project_id", "group_type_index", "group_key"),
 )
 
-#: REST object tables, merged on their ids, and the scope each one needs
-OBJECT_TABLES: dict[str, tuple[TableSpec, str]] = {
-    "cohorts": (COHORTS, "cohort:read"),
-    "feature_flags": (FEATURE_FLAGS, "feature_flag:read"),
-    "annotations": (ANNOTATIONS, "annotation:read"),
-    "insights": (INSIGHTS, "insight:read"),
-    "event_definitions": (EVENT_DEFINITIONS, "event_definition:read"),
-    "property_definitions": (PROPERTY_DEFINITIONS, "property_definition:read"),
-    "groups": (GROUPS, "group:read"),
-}
+EXPERIMENTS = TableSpec(
+    "experiments",
+    {
+        "id": "int",
+        "project_id": "int",
+        "name": "text",
+        "description": "text",
+        "type": "text",
+        "feature_flag_key": "text",
+        "feature_flag": "json",
+        "start_date": "iso",
+        "end_date": "iso",
+        "parameters": "json",
+        "metrics": "json",
+        "metrics_secondary": "json",
+        "saved_metrics": "json",
+        "secondary_metrics": "json",
+        "filters": "json",
+        "stats_config": "json",
+        "archived": "bool",
+        "deleted": "bool",
+        "conclusion": "text",
+        "created_at": "iso",
+        "updated_at": "iso",
+    },
+    primary_key=("id",),
+)
+
+ACTIONS = TableSpec(
+    "actions",
+    {
+        "id": "int",
+        "project_id": "int",
+        "name": "text",
+        "description": "text",
+        "steps": "json",
+        "tags": "json",
+        "post_to_slack": "bool",
+        "deleted": "bool",
+        "is_calculating": "bool",
+        "created_at": "iso",
+        "last_calculated_at": "iso",
+        "pinned_at": "iso",
+    },
+    primary_key=("id",),
+)
+
+DASHBOARDS = TableSpec(
+    "dashboards",
+    {
+        "id": "int",
+        "project_id": "int",
+        "name": "text",
+        "description": "text",
+        "pinned": "bool",
+        "deleted": "bool",
+        "is_shared": "bool",
+        "creation_mode": "text",
+        "restriction_level": "int",
+        "tags": "json",
+        # tile references (insight ids, text, layout), not the insights' computed results
+        "tiles": "json",
+        "created_at": "iso",
+        "last_accessed_at": "iso",
+    },
+    primary_key=("id",),
+)
+
+SURVEYS = TableSpec(
+    "surveys",
+    {
+        "id": "text",
+        "project_id": "int",
+        "name": "text",
+        "description": "text",
+        "type": "text",
+        "questions": "json",
+        "conditions": "json",
+        "appearance": "json",
+        "linked_flag": "json",
+        "targeting_flag": "json",
+        "start_date": "iso",
+        "end_date": "iso",
+        "archived": "bool",
+        "responses_limit": "int",
+        "created_at": "iso",
+        "updated_at": "iso",
+    },
+    primary_key=("id",),
+)
+
+SESSION_RECORDINGS = TableSpec(
+    "session_recordings",
+    {
+        "id": "text",
+        "project_id": "int",
+        "distinct_id": "text",
+        "start_time": "iso",
+        "end_time": "iso",
+        "recording_duration": "int",
+        "active_seconds": "int",
+        "inactive_seconds": "int",
+        "click_count": "int",
+        "keypress_count": "int",
+        "mouse_activity_count": "int",
+        "console_log_count": "int",
+        "console_warn_count": "int",
+        "console_error_count": "int",
+        "start_url": "text",
+        "person": "json",
+        "viewed": "bool",
+        "ongoing": "bool",
+        "snapshot_source": "text",
+    },
+    primary_key=("id",),
+)

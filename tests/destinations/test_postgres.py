@@ -231,9 +231,12 @@ class Lytics(Case):
 
 class PostHog(Case):
     vendor, scale, seed = "posthog", 300, 11
-    resources = ("events", "event_summaries", "persons", "sessions")
+    #: the REST lists of issue 14 (declared in sources/posthog/lists.py)
+    lists = (HS.EXPERIMENTS, HS.ACTIONS, HS.DASHBOARDS, HS.SURVEYS, HS.SESSION_RECORDINGS)
+    resources = ("events", "event_summaries", "persons", *(s.name for s in lists), "sessions")
     keys = {"events": HS.EVENTS.primary_key, "event_summaries": HS.EVENT_SUMMARIES.primary_key,
-            "persons": HS.PERSONS.primary_key, "sessions": SESSIONS.primary_key}
+            "persons": HS.PERSONS.primary_key, "sessions": SESSIONS.primary_key,
+            **{s.name: s.primary_key for s in lists}}
     types = {
         ("events", "timestamp"): "timestamp with time zone",
         ("events", "properties"): "jsonb",
@@ -244,20 +247,33 @@ class PostHog(Case):
         ("sessions", "start_timestamp"): "timestamp with time zone",
         ("sessions", "pageview_count"): "bigint",
         ("sessions", "is_bounce"): "boolean",
+        ("experiments", "metrics"): "jsonb",
+        ("experiments", "start_date"): "timestamp with time zone",
+        ("dashboards", "tiles"): "jsonb",
+        ("surveys", "id"): "text",
+        ("session_recordings", "start_time"): "timestamp with time zone",
+        ("session_recordings", "recording_duration"): "bigint",
     }
-    json_columns = (("events", "properties"), ("persons", "properties"))
+    json_columns = (("events", "properties"), ("persons", "properties"), ("experiments", "metrics"),
+                    ("actions", "steps"), ("dashboards", "tiles"), ("surveys", "questions"),
+                    ("session_recordings", "person"))
 
     def assert_equals_emulator(self, con, dataset, ctl, pipeline):
         posthog_truth.assert_table_equals(con, dataset, SESSIONS, ctl.export("sessions"))
-        posthog_truth.assert_matches_emulator(con, dataset, ctl, *(r for r in self.resources if r != "sessions"))
+        posthog_truth.assert_matches_emulator(con, dataset, ctl, "events", "event_summaries", "persons")
+        for spec in self.lists:
+            posthog_truth.assert_table_equals(con, dataset, spec, ctl.export(spec.name))
 
     def change(self, ctl):
         persons = set(ctl.mutate({"op": "modify_persons", "count": 9})["uuids"])
         ctl.mutate({"op": "add_persons", "count": 4})
         events = ctl.mutate({"op": "add_events", "count": 20, "late_seconds": 120})["uuids"]
+        experiments = set(ctl.mutate({"op": "modify_objects", "table": "experiments", "count": 2})["ids"])
+        recordings = ctl.mutate({"op": "add_recordings", "count": 3, "late_seconds": 900})["ids"]
         grown = self.grow_a_session(ctl)
         # two sessions: the one the late events make, and the one that grew (by one event)
-        return {"sessions": (2, {grown}), "persons": (-1, persons), "events": (len(events) + 1, set())}
+        return {"sessions": (2, {grown}), "persons": (-1, persons), "events": (len(events) + 1, set()),
+                "experiments": (-1, experiments), "session_recordings": (len(recordings), set())}
 
     def grow_a_session(self, ctl):
         """One more event now in the session of the newest generated event (it ended minutes ago)."""
