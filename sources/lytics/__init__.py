@@ -33,12 +33,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dlt
-import orjson
 import pendulum
 import pyarrow as pa
 from dlt.sources import DltResource
@@ -54,7 +54,7 @@ from sources.common.window import RowCount, Window
 
 from . import settings as S
 from .client import LyticsClient, ScanSpec, ScanStats, filter_ql
-from .tables import Table, iso_to_micros
+from .tables import UNFIT_SUFFIX, Table, distinct_hashes, iso_to_micros
 
 __all__ = ["lytics_source", "check_credentials", "LyticsClient", "read_users", "user_table", "BACKFILL_RESOURCES"]
 
@@ -144,6 +144,43 @@ def _newest_wins(columns: dict[str, dict[str, Any]], column: str) -> dict[str, d
     return columns
 
 
+# ------------------------------------------------------------------------- rows unique in a run
+
+
+class RunKeys:
+    """The primary keys of the rows a run loads, kept as 8-byte hashes (a million profiles:
+    8 MB), to tell dlt whether the run's rows are unique.
+
+    A run normally reads each profile once, and then the merge can skip de-duplicating its
+    staging table (a window function over whole rows that DuckDB cannot spill: a million profiles
+    would need far more than cdp-sync's memory cap). A profile loaded twice (a scan restarted
+    after its token expired, a profile served again after it changed) makes the run not unique:
+    the merge then de-duplicates and keeps the newest copy (``dedup_sort`` on ``_modified``).
+    Two different keys with one hash only cost that de-duplication. The decision rides on the
+    run's last Arrow table (:meth:`hinted`), when every key is known; a package finished after an
+    interruption de-duplicates whatever it says (``pipelines.destinations.run_within_cap``)."""
+
+    def __init__(self) -> None:
+        self._hashes = array("q")
+
+    def add(self, key: str) -> None:
+        self._hashes.append(hash(key))
+
+    def unique(self) -> bool:
+        return distinct_hashes(self._hashes) == len(self._hashes)
+
+    def hinted(self, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """``tables`` as they come, the last one held back until every key is known and marked
+        with :func:`merge_run_hints` (written on every run: a table's hints persist in the schema)."""
+        held: pa.Table | None = None
+        for t in tables:
+            if held is not None:
+                yield held
+            held = t
+        if held is not None:
+            yield merge_run_hints(held, unique_in_run=self.unique())
+
+
 # ------------------------------------------------------------------------------ short scans
 
 SHORT_SCAN_CHOICES = ("fail", "load_incomplete")
@@ -223,51 +260,15 @@ def user_table(schema: dict[str, Any] | None, primary_key: str, extra_columns: S
             break
         kind = kinds.get(c, "text")
         columns[c] = kind if kind in S.SCHEMA_KINDS.values() else "json"
-    return Table("users", columns, primary_key=(primary_key,)), kinds
-
-
-#: where a value that does not read as its typed column's kind goes (inside ``attributes``)
-UNFIT_SUFFIX = "__v_text"
-
-
-def _fits(probe: Table, column: str, value: Any) -> bool:
-    try:
-        probe.to_arrow([{column: value}])
-    except MalformedResponse:
-        return False
-    return True
+    return Table("users", columns, primary_key=(primary_key,), extras_kinds=kinds), kinds
 
 
 def _to_arrow(table: Table, rows: list[dict[str, Any]], unfit: Counter[str] | None = None) -> pa.Table:
-    """``table.to_arrow(rows)``; when a value does not read as its column's kind (the account
-    schema says ``int`` and a profile holds ``"n/a"``), that value goes to ``attributes`` as
+    """``table.to_arrow(rows, unfit)``: a value that does not read as its column's kind (the
+    account schema says ``int`` and a profile holds ``"n/a"``) goes to ``attributes`` as
     ``<column>__v_text`` (the column is NULL in that row) instead of failing the run, counted in
-    ``unfit`` for one warning per column. Only a batch that fails pays for the checks, and only
-    its failing columns are checked value by value."""
-    try:
-        return table.to_arrow(rows)
-    except MalformedResponse:
-        pass
-    fixed = list(rows)
-    for c, kind in table.columns.items():
-        if kind in ("text", "json") or c in table.primary_key:
-            continue
-        probe = Table(table.name, {c: kind}, extras_column=None)
-        try:
-            probe.to_arrow([{c: r.get(c)} for r in fixed])
-            continue
-        except MalformedResponse:
-            pass
-        for i, row in enumerate(fixed):
-            v = row.get(c)
-            if v is not None and v != "" and not _fits(probe, c, v):
-                out = dict(row)  # the row as read stays as read
-                del out[c]
-                out[c + UNFIT_SUFFIX] = v if isinstance(v, str) else orjson.dumps(v).decode()
-                fixed[i] = out
-                if unfit is not None:
-                    unfit[c] += 1
-    return table.to_arrow(fixed)
+    ``unfit`` for one warning per column."""
+    return table.to_arrow(rows, unfit)
 
 
 def _warn_unfit(name: str, table: Table, unfit: Counter[str]) -> None:
@@ -279,50 +280,6 @@ def _warn_unfit(name: str, table: Table, unfit: Counter[str]) -> None:
 def typed_columns(table: Table) -> dict[str, str]:
     """The typed columns beyond the identity/system ones (kept in state: the set only grows)."""
     return {c: k for c, k in table.columns.items() if c not in S.USER_CORE}
-
-
-def _typed_value(kind: str, v: Any) -> Any:
-    """A value of an undeclared (attributes) field, typed as the schema says; left as sent when
-    it does not read as that type (it is still loaded, as JSON)."""
-    try:
-        if kind == "int" and isinstance(v, str):
-            f = float(v)
-            return int(f) if f.is_integer() else f
-        if kind == "float" and isinstance(v, str):
-            return float(v)
-        if kind == "bool" and isinstance(v, str) and v.lower() in ("true", "false"):
-            return v.lower() == "true"
-        if kind in ("map[string]int", "map[string]number") and isinstance(v, dict):
-            if not any(isinstance(x, str) for x in v.values()):
-                return v  # already numbers (the usual case): nothing to convert
-            conv = int if kind.endswith("int") else float
-            return {k: (conv(float(x)) if isinstance(x, str) else x) for k, x in v.items()}
-        if kind in ("[]int", "[]number") and isinstance(v, list):
-            if not any(isinstance(x, str) for x in v):
-                return v
-            conv = int if kind.endswith("int") else float
-            return [conv(float(x)) if isinstance(x, str) else x for x in v]
-    except (TypeError, ValueError):
-        return v
-    return v
-
-
-def _typer(table: Table, kinds: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    convert = {c: k for c, k in kinds.items() if c not in table.columns and k not in ("text", "iso")}
-
-    def typed(row: dict[str, Any]) -> dict[str, Any]:
-        out = row
-        for c, kind in convert.items():
-            if c in row:
-                v = row[c]
-                t = _typed_value(kind, v)
-                if t is not v:
-                    if out is row:
-                        out = dict(row)  # the row as read stays as read
-                    out[c] = t
-        return out
-
-    return typed
 
 
 def read_users(
@@ -475,9 +432,8 @@ def lytics_source(
         incomplete = state.get("incomplete")
         with shared.use() as api:
             before = api.http.stats["requests"]
-            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns,
-                                      typed_before=state.get("typed_columns"))
-            typed = _typer(table, kinds)
+            table, _ = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns,
+                                  typed_before=state.get("typed_columns"))
             slug = _segment_slug(api, segment)
             if cur.value is None or users_mode == "snapshot":
                 mode = "full scan" if cur.value is None else "snapshot"
@@ -512,15 +468,17 @@ def lytics_source(
                             newest[:] = [modified]
                             if first_run:
                                 cur.set_floor(min(modified, run_start))
-                        if cur.admit(str(key), modified, row):
-                            keep.append(typed(row))
+                        key = str(key)
+                        if cur.admit(key, modified, row):
+                            keep.append(row)
+                            loaded.add(key)
                     progress.update(len(page), len(keep))
                     if keep:
                         yield keep
 
             unfit: Counter[str] = Counter()
-            for batch in batched(admitted(), batch_rows):
-                yield _to_arrow(table, batch, unfit)
+            loaded = RunKeys()
+            yield from loaded.hinted(_to_arrow(table, batch, unfit) for batch in batched(admitted(), batch_rows))
             requests = api.http.stats["requests"] - before
         _warn_unfit("users", table, unfit)
         if stats.short:
@@ -539,8 +497,8 @@ def lytics_source(
         progress.done(mode)
 
     def users_in_window() -> Iterator[pa.Table]:
-        """Bounded mode: the profiles with ``start <= _modified < end``. Not unique within a run:
-        a scan whose token expires restarts and reads rows again (merged on the primary key)."""
+        """Bounded mode: the profiles with ``start <= _modified < end``. A scan whose token
+        expires restarts and reads rows again: the merge then de-duplicates (:class:`RunKeys`)."""
         assert window is not None
         state = dlt.current.resource_state("users")
         progress = ProgressLog(S.VENDOR, f"users[{window.label}]")
@@ -549,8 +507,7 @@ def lytics_source(
         lo, hi = canonical(window.start_us), canonical(window.end_us)
         moved = 0
         with shared.use() as api:
-            table, kinds = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
-            typed = _typer(table, kinds)
+            table, _ = user_table(api.schema("user"), user_primary_key, user_columns, max_user_columns)
             slug = _segment_slug(api, segment)
             pages = read_users(api, segment=slug, start=lo, end=hi, workers=scan_workers, parts=scan_splits,
                                split_min_pages=split_min_pages, stats=stats, key=user_primary_key)
@@ -569,18 +526,15 @@ def lytics_source(
                         if modified is not None and not lo <= modified < hi:
                             moved += 1  # changed during the scan: it belongs to a later window now
                             continue
-                        keep.append(typed(row))
+                        keep.append(row)
+                        loaded.add(str(row[user_primary_key]))
                     progress.update(len(page), len(keep))
                     if keep:
                         yield keep
 
-            first = True
             unfit: Counter[str] = Counter()
-            for batch in batched(inside(), batch_rows):
-                page = count(_to_arrow(table, batch, unfit))
-                if first:
-                    page, first = merge_run_hints(page, unique_in_run=False), False
-                yield page
+            loaded = RunKeys()
+            yield from loaded.hinted(count(_to_arrow(table, batch, unfit)) for batch in batched(inside(), batch_rows))
             _warn_unfit("users", table, unfit)
             if stats.short:  # a window is never recorded as done on a short read
                 raise MalformedResponse(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from sources.common.paginators import JSONResponseCursorPaginator
 from sources.common.redact import register_secret
 
 from .settings import BUCKETS, MAX_SCAN_LIMIT, VENDOR
+from .tables import distinct_hashes
 
 logger = logging.getLogger("cdp_sync.lytics")
 
@@ -335,7 +337,7 @@ class LyticsClient:
             request = spec.request(self.scan_limit, splits, fields)
             stats.scans += 1
             got = 0
-            keys: list[int] = []  # hashes of the keys read, to count distinct rows against total
+            keys = array("q")  # hashes of the keys read (8 bytes each), to count distinct rows against total
             try:
                 for page in self.http.paginate(request, paginator, data_selector=scan_rows):
                     self.http.check_refused()  # another request of this run was refused
@@ -347,7 +349,7 @@ class LyticsClient:
                     got += len(page)
                     stats.rows += len(page)
                     if key is not None:
-                        keys.extend(hash(r.get(key)) for r in page)
+                        keys.extend([hash(r.get(key)) for r in page])
                     yield page
             except RequestRejected as exc:
                 if exc.status == 400 and paginator.cursor is not None and restarts < self.max_restarts:
@@ -360,7 +362,7 @@ class LyticsClient:
                     )
                     continue
                 raise
-            distinct = len(set(keys)) if key is not None else got
+            distinct = distinct_hashes(keys) if key is not None else got
             if paginator.total is not None:
                 stats.reported_total += paginator.total
                 if distinct < paginator.total:

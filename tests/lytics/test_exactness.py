@@ -13,6 +13,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.cursor import fingerprint
 from sources.common.errors import AuthError, MalformedResponse
+from sources.common.hints import DEDUPLICATED
 from sources.lytics import UNFIT_SUFFIX, user_table
 from sources.lytics import settings as S
 
@@ -34,6 +35,11 @@ def ctl(emu: Any, control_for: Any) -> Any:
 
 def users_state(pipeline: Any) -> dict[str, Any]:
     return pipeline.state.get("sources", {}).get("lytics", {}).get("resources", {}).get("users", {})
+
+
+def unique_in_run(pipeline: Any) -> bool:
+    """Whether the last load of users told the merge to skip de-duplicating staging."""
+    return pipeline.default_schema.get_table("users").get(DEDUPLICATED)
 
 
 def user_scans(ctl: Any) -> list[dict[str, Any]]:
@@ -91,6 +97,7 @@ def test_a_catalog_list_answered_with_an_empty_object_is_retried(emu, ctl, make_
 def test_a_profile_served_twice_keeps_its_newest_copy_and_fingerprint(emu, ctl, make_pipeline, tmp_path, stale):
     pipeline = make_pipeline()
     run(pipeline, source(emu, "users", scan_workers=1))
+    assert unique_in_run(pipeline), "a scan that reads every profile once needs no de-duplication"
     changed = set(ctl.mutate({"op": "modify_users", "count": 250})["uids"])
     # the incremental scan (three pages) serves three profiles twice: "first" = the stale copy
     # first, then the new one; "last" = the new copy first, the stale one later
@@ -105,6 +112,9 @@ def test_a_profile_served_twice_keeps_its_newest_copy_and_fingerprint(emu, ctl, 
     seen = users_state(pipeline)["seen"]
     for uid in repeated:
         assert seen[uid] == fingerprint(truth[uid]), "the fingerprint kept must be the newest copy's"
+    # a stale copy read first loads beside the new one: the merge must de-duplicate (newest wins);
+    # a stale copy read after the new one is dropped by the source, and the run stays unique
+    assert unique_in_run(pipeline) is (stale == "last")
     # nothing changed since: the next run loads nothing, and the destination still holds the truth
     ctl.configure(repeat_rows=None)
     assert run(pipeline, source(emu, "users", scan_workers=1)).get("users", 0) == 0

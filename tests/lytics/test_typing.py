@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
-from sources.lytics import _typer, user_table
+import orjson
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sources.common.arrow import TIMESTAMP, rows_to_table
+from sources.common.errors import MalformedResponse
+from sources.lytics import user_table
+from sources.lytics.tables import UNFIT_SUFFIX, Table, parse_iso_column, typed_value
 
 SCHEMA = {"columns": [
     {"as": "_uid", "type": "string"}, {"as": "visits", "type": "int"}, {"as": "hourly", "type": "map[string]int"},
@@ -14,8 +23,13 @@ SCHEMA = {"columns": [
 
 
 def typer() -> object:
-    table, kinds = user_table(SCHEMA, "_uid", [], 0)  # no typed extra columns: every field is an attribute
-    return _typer(table, kinds)
+    table, _ = user_table(SCHEMA, "_uid", [], 0)  # no typed extra columns: every field is an attribute
+
+    def typed(row: dict) -> dict:
+        attributes = table.to_arrow([row]).column("attributes")[0].as_py()
+        return {"_uid": row["_uid"], **(orjson.loads(attributes) if attributes else {})}
+
+    return typed
 
 
 def test_numbers_sent_as_strings_become_numbers_and_the_row_read_is_left_alone():
@@ -34,3 +48,72 @@ def test_values_already_typed_or_unreadable_stay_as_sent():
            "vip": "maybe", "ltv": "n/a", "weights": {"a": "heavy"}}
     assert typer()(row) == row
     assert typer()({"_uid": "u3"}) == {"_uid": "u3"}
+
+
+# -- the column-wise conversion gives exactly what the value-by-value converters give ---------------------
+
+_TEXTS = ["5", "-0", "0012", "+5", " 5", "5.0", "5.5", "1e3", "1E-2", ".5", "5.", "0x1F", "1_000", "nan", "inf",
+          "-inf", "true", "False", "yes", "n/a", "", "99999999999999999999", "2026-01-05T10:00:00.123456789Z",
+          "2026-01-05T10:00:07Z", "2026-01-05 10:00:07", "2026-13-05T10:00:07Z", "1969-12-31T23:59:59.9999999Z",
+          "1600-01-01T00:00:00Z", "2026-01-05T12:00:07.5+02:00"]
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1), st.integers(-5, 5),  # what orjson reads as ints
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1.0, 2.5, -0.0, 2.0**60]),
+    st.sampled_from(_TEXTS), st.text(max_size=4), st.lists(st.integers(-3, 3), max_size=2),
+    st.dictionaries(st.sampled_from(["b", "a"]), st.sampled_from([1, "2", "x"]), max_size=2),
+)
+_KINDS = {"t": "text", "i": "int", "f": "float", "b": "bool", "d": "iso", "j": "json"}
+_TABLE = Table("probe", {"k": "text", **_KINDS}, primary_key=("k",), extras_kinds={"x": "int", "m": "map[string]int"})
+
+
+def _reference(rows: list[dict]) -> pa.Table | type[MalformedResponse]:
+    """The value-by-value converters (``rows_to_table``), then ``iso`` text parsed per column."""
+    try:
+        table = rows_to_table(rows, _TABLE.spec)
+        for c in _TABLE.iso:
+            i = table.schema.get_field_index(c)
+            table = table.set_column(i, pa.field(c, TIMESTAMP), parse_iso_column(table.column(i), f"probe.{c}"))
+    except (MalformedResponse, OverflowError):  # the shared converters let an int beyond 64 bits through
+        return MalformedResponse
+    return table
+
+
+def _reads(kind: str, v: object) -> bool:
+    return not isinstance(_reference([{"k": "1", "t": None, **{c: (v if c == f else None) for c in _KINDS}}
+                                       for f in [next(c for c, k in _KINDS.items() if k == kind)]]), type)
+
+
+@settings(max_examples=600, deadline=None, derandomize=True, database=None)
+@given(st.lists(st.fixed_dictionaries({"k": st.sampled_from(["a", "b"])},
+                                      optional={**{c: _VALUES for c in _KINDS}, "x": _VALUES, "m": _VALUES}),
+                min_size=1, max_size=6))
+def test_column_wise_conversion_equals_value_by_value(rows: list[dict]) -> None:
+    before = copy.deepcopy(rows)
+    typed = [{k: (typed_value(_TABLE.extras_kinds[k], v) if k in _TABLE.extras_kinds else v) for k, v in r.items()}
+             for r in rows]
+    want = _reference(typed)
+    try:
+        got = _TABLE.to_arrow(rows)
+    except MalformedResponse:
+        got = MalformedResponse
+    if want is MalformedResponse or got is MalformedResponse:
+        assert got is want
+    else:
+        assert got.schema.types == want.schema.types
+        assert repr(got.to_pylist()) == repr(want.to_pylist())
+    # with misfits set aside: each value a column cannot hold is NULL there and text in attributes
+    unfit: Counter[str] = Counter()
+    fixed, moved = [], Counter()
+    for r in typed:
+        out = dict(r)
+        for c, kind in _KINDS.items():
+            v = r.get(c)
+            if kind not in ("text", "json") and v is not None and v != "" and not _reads(kind, v):
+                del out[c]
+                out[c + UNFIT_SUFFIX] = v if isinstance(v, str) else orjson.dumps(v).decode()
+                moved[c] += 1
+        fixed.append(out)
+    got = _TABLE.to_arrow(rows, unfit)
+    assert repr(got.to_pylist()) == repr(_reference(fixed).to_pylist())
+    assert unfit == moved
+    assert rows == before, "the rows as read are not changed"
