@@ -34,8 +34,10 @@ DAY_NS = 86400 * NS
 YEAR_NS = 365 * DAY_NS
 #: generated history ends here (deterministic); the live clock moves on from the wall clock
 DEFAULT_EPOCH = "2026-01-01T00:00:00Z"
-#: rendered rows kept (serialised) for the scans; about 0.6 KB each
-ROW_CACHE_MAX = 250_000
+#: rendered rows kept (serialised) for the scans; about 0.6 KB each (0.7 GB at the largest scale):
+#: every profile of the largest account fits, so a full scan at a million users does not render
+#: three quarters of them again on every read (each render is Python work the real API does not do)
+ROW_CACHE_MAX = 1_000_000
 #: how deep ``INCLUDE`` is followed before a membership answers false (a loop guard)
 MAX_INCLUDE_DEPTH = 8
 _SEGMENTS_KEY = "\x00segments"
