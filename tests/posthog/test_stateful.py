@@ -8,8 +8,10 @@ subprocesses SIGKILLed at a random point, and completed runs.
 Invariant after every run that exits 0: ``events`` holds every event of the emulator once (copies
 ClickHouse has not merged load once), ``event_summaries`` and ``feature_flags`` equal the
 emulator's truth on keys and values, and ``persons`` holds every live person with its current
-values, plus (documented limit) persons PostHog deleted since they were loaded. A run that fails
-says so on one ``error:`` line without a traceback.
+values, plus (documented limit) persons PostHog deleted since they were loaded; ``sessions`` holds
+every session once, with PostHog's current values for every session started in the last 24 hours
+(an older one a late copy changed keeps its loaded values: the lookback's documented limit). A run
+that fails says so on one ``error:`` line without a traceback.
 
 Profiles: ``CDP_STATEFUL=ci`` (default; a few short programs) and ``CDP_STATEFUL=long`` (see
 tests/stateful.py); ``CDP_STATEFUL_LOG=<file>`` records one JSON line per run."""
@@ -28,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from sources.posthog import settings as S
+from sources.posthog.sessions import SESSIONS
 from tests import support
 from tests.stateful import profile, profile_name, run_cli
 
@@ -37,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 
 SCALE = 60
 DATASET = "posthog_data"
-RESOURCES = "events,event_summaries,persons,feature_flags"
+RESOURCES = "events,event_summaries,persons,feature_flags,sessions"
 BASE_ENV = {
     "SOURCES__POSTHOG__EVENTS_PAGE_SIZE": "150",
     "SOURCES__POSTHOG__PERSONS_PAGE_SIZE": "15",
@@ -245,6 +248,16 @@ class PostHogMachine(RuleBasedStateMachine):
             assert not missing, f"{len(missing)} live persons missing, e.g. {sorted(missing)[:2]}"
             assert {k[0] for k in set(got) - set(expected)} <= deleted
             assert all(got[k] == expected[k] for k in expected), "a person's values differ"
+            # sessions: every session once; exact for those started inside the lookback (25 h);
+            # an older one changed by a late copy keeps its loaded values (the documented limit)
+            want_sessions = expected_rows(SESSIONS, self.ctl.export("sessions"))
+            got_sessions, n = loaded_rows(con, DATASET, SESSIONS)
+            assert n == len(got_sessions) and set(got_sessions) == set(want_sessions), "sessions differ by key"
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=24)
+            start = list(SESSIONS.columns).index("start_timestamp")
+            for key, want in want_sessions.items():
+                if want[start] >= since:
+                    assert got_sessions[key] == want, f"session {key}: loaded {got_sessions[key]}, want {want}"
 
 
 PostHogMachine.TestCase.settings = profile(max_examples=2, stateful_step_count=5)
