@@ -250,7 +250,7 @@ class PostHog(Case):
         ("experiments", "metrics"): "jsonb",
         ("experiments", "start_date"): "timestamp with time zone",
         ("dashboards", "tiles"): "jsonb",
-        ("surveys", "id"): "text",
+        ("surveys", "id"): "character varying",
         ("session_recordings", "start_time"): "timestamp with time zone",
         ("session_recordings", "recording_duration"): "bigint",
     }
