@@ -1006,12 +1006,19 @@ class PostHogBackend:
         offset list)."""
         offset = self._int_param(request, "offset", 0)
         rows = project.objects[table]
+        earlier = rows
+        if table == "session_recordings":  # rows before the offset of this request's window
+            try:
+                earlier = objects.recordings_window(rows, request.query_params, self.now())
+            except ValueError:
+                return
         tables = self.opts.hostile_shift_tables or objects.SHIFTING_BY_DEFAULT
-        if offset <= 0 or len(rows) < 2 or table not in tables \
+        if offset <= 0 or len(earlier) < 2 or table not in tables \
                 or not self._hostile("list_shift", project_id=project.id, table=table, offset=offset):
             return
         with self._lock:
-            victim = rows.pop(self._hostile_random.randrange(min(offset, len(rows))))
+            victim = earlier[self._hostile_random.randrange(min(offset, len(earlier)))]
+            rows.remove(victim)
             self.deleted_objects.append({"project_id": project.id, "table": table, "id": victim["id"]})
 
     def dashboard_detail(self, request: Request) -> Response:

@@ -502,12 +502,9 @@ def recordings_page(rows: list[dict[str, Any]], params: Any, now: int, *, cursor
     or ``after`` (a ``next_cursor``); ``{"results", "has_next", "version": 4}`` plus, with
     ``cursor``, ``next_cursor`` — the base64 JSON of the last row's ordering value and session id,
     ``null`` without a next page."""
-    date_from = _recording_time(params.get("date_from"), now, now - 3 * DAY_US, "date_from")
-    date_to = _recording_time(params.get("date_to"), now, now, "date_to")
+    window = recordings_window(rows, params, now)
     limit = _positive(params.get("limit"), 50) or 50
     offset = _positive(params.get("offset"), 0)
-    low, high = drf_datetime(date_from - date_from % US), drf_datetime(date_to - date_to % US + US - 1)
-    window = [x for x in rows if low <= x["start_time"] <= high]
     after = params.get("after")
     if after and cursor:
         try:
@@ -526,6 +523,14 @@ def recordings_page(rows: list[dict[str, Any]], params: Any, now: int, *, cursor
             {"order_value": page[-1]["start_time"], "session_id": page[-1]["id"]})).decode() \
             if has_next and page else None
     return body
+
+
+def recordings_window(rows: list[dict[str, Any]], params: Any, now: int) -> list[dict[str, Any]]:
+    """The recordings a request's ``date_from``/``date_to`` select (newest first)."""
+    date_from = _recording_time(params.get("date_from"), now, now - 3 * DAY_US, "date_from")
+    date_to = _recording_time(params.get("date_to"), now, now, "date_to")
+    low, high = drf_datetime(date_from - date_from % US), drf_datetime(date_to - date_to % US + US - 1)
+    return [x for x in rows if low <= x["start_time"] <= high]
 
 
 def _positive(raw: Any, default: int) -> int:
