@@ -20,7 +20,8 @@ event, or 24 hours after its start), and again when a late event for it is inges
 * **Count-checked.** PostHog's ``count()`` of the sessions in each project's range is asked before
   the read; a read that ends short of it fails the resource before its cursor moves.
 * **Scope.** ``query:read``. A key without it skips the resource with one warning naming the
-  scope; the other resources load.
+  scope (recorded in its state as ``skipped``); the other resources load. A run that asked for
+  ``sessions`` alone fails instead.
 
 HTTP goes through :class:`~sources.posthog.client.PostHogClient` (its per-project query slots are
 shared with ``events`` and ``event_summaries``); nothing below the resource functions knows dlt.
@@ -237,12 +238,18 @@ def _project_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int, 
                                         workers=workers)
 
 
-def _skipped(exc: BaseException) -> bool:
+def _skipped(exc: BaseException, state: dict[str, Any]) -> bool:
+    """Whether the resource is skipped for a scope the key lacks: one warning, and the scope in
+    its state (``skipped``, which ``cdp-sync verify`` reports); a run that asked for ``sessions``
+    alone fails instead, as the declared lists do."""
+    from sources.common.rest_lists import only_selected
+
     scope = missing_scope(exc)
-    if scope is None:
+    if scope is None or only_selected("sessions"):
         return False
     logger.warning("posthog: sessions skipped: this key lacks the scope %s (PostHog: %s); the other resources "
                    "load, and the sessions cursor stays where it was", scope, getattr(exc, "body_excerpt", "") or exc)
+    state["skipped"] = {"missing_scope": scope}
     return True
 
 
@@ -308,9 +315,10 @@ def sessions_resource(
                     expected[pid] = (count_sessions(api, pid, planned[0][0], end), planned[0][0], end)
                     tasks_by_project.append([_window_task(api, pid, a, b, int(page_size)) for a, b in planned])
             except AuthError as exc:
-                if _skipped(exc):
+                if _skipped(exc, state):
                     return
                 raise
+            state.pop("skipped", None)
             tasks = [t for group in _round_robin(tasks_by_project) for t in group]
             workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
             read = dict.fromkeys(cursors, 0)
@@ -361,7 +369,7 @@ def sessions_resource(
                         table, first = merge_run_hints(table, unique_in_run=False), False
                     yield table
             except AuthError as exc:
-                if first and _skipped(exc):
+                if first and _skipped(exc, state):
                     return
                 raise
             _note_unreachable(state, unreachable)

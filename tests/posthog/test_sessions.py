@@ -170,8 +170,19 @@ def test_a_key_without_query_read_skips_sessions_with_one_warning(emu, ctl, make
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "query:read" in warnings[0].getMessage()
     assert "sessions" not in counts and counts["persons"] > 0 and counts["cohorts"] > 0
-    assert not (pipeline.state["sources"]["posthog"]["resources"].get("sessions") or {}).get("projects", {}) \
-        or not any(p.get("cursor") for p in pipeline.state["sources"]["posthog"]["resources"]["sessions"]
-                   ["projects"].values())
+    state = resource_state(pipeline, "sessions")
+    assert state["skipped"] == {"missing_scope": "query:read"}
+    assert not any(p.get("cursor") for p in state.get("projects", {}).values()), "no cursor moved"
     with connect(tmp_path) as con:
         assert_matches_emulator(con, "data", ctl, "persons", "cohorts")
+    # asked for alone, the resource fails (a run that loads nothing must not pass quietly)
+    with pytest.raises(PipelineStepFailed) as failed:
+        run(make_pipeline("alone", db="alone.duckdb"),
+            posthog_source(api_key=token, base_url=emu.base_url).with_resources("sessions"))
+    assert "query:read" in str(root(failed.value).body_excerpt), root(failed.value)
+    # with the scope back, the next run loads and forgets the skip
+    emu.backend.keys[token] = Key(token, frozenset(ALL_SCOPES), None, "full-again")
+    run(pipeline, posthog_source(api_key=token, base_url=emu.base_url).with_resources("sessions"))
+    assert "skipped" not in resource_state(pipeline, "sessions")
+    with connect(tmp_path) as con:
+        assert_sessions_equal(con, ctl)
