@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
-from sources.common.arrow import TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
+from sources.common.arrow import TIMESTAMP, TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import ConfigurationError
@@ -202,8 +203,6 @@ def personyze_source(
                 f"{cursor} needs a full refresh (cdp-sync run personyze --full-refresh)",
                 vendor=S.VENDOR,
             )
-        # a backfill walks disjoint id ranges: every row once, so the plain cursor (no per-row
-        # bookkeeping of copies); an incremental walk may meet a row twice
         # a backfill reads each row once; an incremental walk may read one twice: newest wins
         cur = LookbackCursor(state, behind, newest_wins=state.get("cursor") is not None)
         progress = ProgressLog(S.VENDOR, name)
@@ -214,28 +213,27 @@ def personyze_source(
                 pages, new_cursor, mode = _backfill(api, name, cursor, key, parse, split_on, backfill_workers, cur)
             else:
                 pages, new_cursor, mode = _incremental(api, name, cursor, key, parse, cur), None, "incremental"
-
-            def admitted() -> Iterator[list[dict[str, Any]]]:
-                for page in pages:
-                    keep = []
-                    for row in page:
-                        if cur.admit(pk(row), _cursor_value(row, cursor, parse), row):
-                            keep.append(row)
-                    progress.update(len(page), len(keep))
-                    if keep:
-                        yield keep
-
+            # on a backfill only rows at or above the cursor's floor (the bottom of the lookback
+            # window it commits) need the cursor's per-row bookkeeping; every other row loads
+            floor = behind(new_cursor) if mode.startswith("backfill") and new_cursor is not None else None
+            read = loaded = 0
             # a backfill reads every row once (disjoint id ranges, unique keys): the merge can skip
             # its de-duplication; an incremental walk may meet a row twice if it changes meanwhile
             first = True
-            for batch in batched(admitted(), batch_rows):
+            for batch in batched(pages, batch_rows):
                 page = convert(batch)
+                page = _admitted(cur, batch, page, pk, cursor, parse, _cursor_column(page, cursor, convert.spec), floor)
+                read, loaded = read + len(batch), loaded + page.num_rows
+                progress.update(len(batch), page.num_rows)
+                if not page.num_rows:
+                    continue
                 if first:
                     page, first = merge_run_hints(page, unique_in_run=cur.value is None), False
                 yield page
             convert.warn()
             state["cursor_column"] = cursor
-            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
+            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before,
+                       rows_read=read, rows_loaded=loaded)
             progress.done(mode)
 
     def window_resource(
@@ -426,6 +424,47 @@ def _with_dedup_sort(columns: dict[str, Any], cursor: str) -> dict[str, Any]:
     out = {name: dict(hint) for name, hint in columns.items()}
     out[cursor]["dedup_sort"] = "desc"
     return out
+
+
+def _cursor_column(table: pa.Table, cursor: str, kinds: TableSpec) -> pa.Array | None:
+    """The cursor's values of a converted batch in the cursor's own units (ids, Unix seconds;
+    null where a row has none), or ``None`` when only the rows themselves give them."""
+    kind = kinds.columns.get(cursor)
+    column = table.column(cursor).combine_chunks()
+    if kind == "int" and column.type == pa.int64():
+        return column
+    if kind == "unix_s" and column.type == TIMESTAMP:
+        return pc.divide(column.cast(pa.int64()), 1_000_000)
+    return None
+
+
+def _admitted(
+    cur: LookbackCursor,
+    rows: list[dict[str, Any]],
+    table: pa.Table,
+    pk: Callable[[dict[str, Any]], str],
+    cursor: str,
+    parse: Callable[[Any], Any],
+    cursor_values: pa.Array | None,
+    floor: Any,
+) -> pa.Table:
+    """``table`` (the converted ``rows``) without the rows the cursor turns away: unchanged
+    re-reads of the lookback window, older copies of a row read newer. Only the rows that can
+    lie inside the window the cursor commits are shown to it, one by one and in order."""
+    if cursor_values is None or floor is None:
+        visit: Iterable[int] = range(len(rows))
+    else:  # cursor >= floor, in C; a row without a cursor value is never inside the window
+        inside = pc.fill_null(pc.greater_equal(cursor_values, pa.scalar(floor, type=cursor_values.type)), False)
+        if not pc.any(inside).as_py():
+            return table
+        visit = pc.indices_nonzero(inside).to_pylist()
+    dropped = [i for i in visit if not cur.admit(pk(rows[i]), _cursor_value(rows[i], cursor, parse), rows[i])]
+    if not dropped:
+        return table
+    keep = [True] * len(rows)
+    for i in dropped:
+        keep[i] = False
+    return table.filter(pa.array(keep, type=pa.bool_()))
 
 
 def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[list[dict[str, Any]]]:
