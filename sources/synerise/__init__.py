@@ -510,14 +510,19 @@ def complete_walk(
             before = count()
             if before is not None:
                 sizes.add(before)
-        in_pass = Keys()
+        # the first pass's keys are the walk's keys: one store serves both (half the memory)
+        first = not len(seen)
+        in_pass = seen if first else Keys()
         repeats = 0
         for size, page in read_pass():
             if size is not None:
                 sizes.add(size)
             keys = [key(row) for row in page]
-            new_in_pass = in_pass.add_new(keys)
-            repeats += len(keys) - new_in_pass  # rows whose key this pass had already read
+            if first:
+                new_in_pass = len(keys) if len(set(keys)) == len(keys) and seen.isdisjoint(keys) else -1
+            else:
+                new_in_pass = in_pass.add_new(keys)
+                repeats += len(keys) - new_in_pass  # rows whose key this pass had already read
             if new_in_pass == len(keys) and seen.isdisjoint(keys):
                 # the common page: every key new to the walk (set operations, no row loop)
                 seen.update(keys, [row.get(version_field) for row in page] if version_field is not None else None)
@@ -531,6 +536,8 @@ def complete_walk(
                     seen.add(k, raw)  # the version as sent: parsed only when it has to be
                     out.append(row)
                     continue
+                if first:
+                    repeats += 1  # read before in this (first) pass
                 v = version(raw) if version is not None else None
                 w = seen.version(k) if version is not None else None
                 if v is not None and (w is None or _newer(v, w)):
@@ -1181,6 +1188,7 @@ def synerise_source(
                         if pc.all(pc.equal(table.column("catalog_id"), cid)).as_py() is not True:
                             doubts.append("an item of another catalog")
                         yield table
+                    walks[cid].seen = Keys()  # the walk is over: its keys are counted, not needed
 
                 return run
 
