@@ -226,7 +226,10 @@ class Table:
     def _column(self, c: str, kind: str, values: list[Any], set_aside: dict[int, dict[str, Any]],
                 unfit: Counter[str] | None) -> pa.Array:
         if kind == "json":
-            return pa.array([None if v is None else orjson.dumps(v, option=_OPT_SORT) for v in values], pa.string())
+            # decoded at once: orjson's bytes are allocated large and only shrunk, so keeping
+            # thousands of them alive costs twenty times the encoding itself
+            return pa.array([None if v is None else orjson.dumps(v, option=_OPT_SORT).decode() for v in values],
+                            pa.string())
         where = f"{self.name}.{c}"
         try:
             arr = _vectorised(kind, values, where)
@@ -263,7 +266,7 @@ class Table:
         declared = self.columns
         convert = self.extras_kinds
         dumps = orjson.dumps
-        out: list[bytes | None] = []
+        out: list[str | None] = []
         for i, r in enumerate(rows):
             rest = {k: v for k, v in r.items() if k not in declared}
             if convert:
@@ -271,5 +274,5 @@ class Table:
                     rest[k] = typed_value(convert[k], rest[k])
             if set_aside:
                 rest.update(set_aside.get(i) or ())
-            out.append(dumps(rest, option=_OPT_SORT) if rest else None)
+            out.append(dumps(rest, option=_OPT_SORT).decode() if rest else None)
         return pa.array(out, pa.string())
