@@ -127,5 +127,13 @@ def test_demo_loads_posthog(tmp_path):
         persons = con.execute("select count(*) from posthog.persons").fetchone()[0]
         events = con.execute("select count(*) from posthog.events").fetchone()[0]
         days = con.execute("select count(distinct day) from posthog.event_summaries").fetchone()[0]
+        sessions = con.execute("select count(*) from posthog.sessions").fetchone()[0]
+        event_sessions = con.execute(
+            "select count(distinct (project_id, session_id)) from posthog.events where session_id is not null"
+        ).fetchone()[0]
+        lists = {t: con.execute(f"select count(*) from posthog.{t}").fetchone()[0]
+                 for t in ("experiments", "actions", "dashboards", "surveys", "session_recordings")}
     # the emulator's default account at scale 200: two projects (200 + 50 persons, 8 events each)
     assert persons == 250 and events == 2000 and days >= 30
+    assert sessions == event_sessions > 0  # one row per session of the loaded events
+    assert all(n > 0 for n in lists.values()), lists

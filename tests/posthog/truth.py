@@ -17,6 +17,7 @@ import duckdb
 
 from sources.common.arrow import TableSpec
 from sources.posthog import settings as S
+from sources.posthog.sessions import SESSIONS
 
 UTC = dt.UTC
 PROPERTY_TYPES = {1: "event", 2: "person", 3: "group", 4: "session"}
@@ -128,6 +129,7 @@ TRUTH: dict[str, tuple[TableSpec, Callable[[Any], list[dict]]]] = {
     "event_definitions": (S.EVENT_DEFINITIONS, lambda ctl: ctl.export("event_definitions")),
     "property_definitions": (S.PROPERTY_DEFINITIONS, _property_definitions),
     "groups": (S.GROUPS, _groups),
+    "sessions": (SESSIONS, lambda ctl: ctl.export("sessions")),
 }
 
 
