@@ -87,7 +87,8 @@ def _check_ints(rows: Sequence[dict[str, Any]], converted: pa.StructArray, field
 def _unix_ms(values: pa.Array) -> pa.Array:
     """Epoch milliseconds (int64) as the ``unix_ms`` column kind loads them: 0 is null."""
     values = values.cast(pa.int64())
-    return pc.if_else(pc.equal(values, 0), pa.scalar(None, pa.int64()), pc.multiply(values, 1000)).cast(TIMESTAMP)
+    micros = pc.multiply_checked(values, 1000)  # an instant beyond int64 microseconds: refused, as per value
+    return pc.if_else(pc.equal(values, 0), pa.scalar(None, pa.int64()), micros).cast(TIMESTAMP)
 
 
 def _iso_to_ms(values: pa.Array) -> pa.Array:

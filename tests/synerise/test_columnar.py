@@ -63,6 +63,7 @@ def _event(ws: Workspace, **change: Any) -> dict[str, Any]:
     ({"time": "1700000000123"}, True),           # a number sent as text
     ({"time": 1_700_000_000_000.0}, False),      # a whole float reads as the integer
     ({"time": 0}, False),                        # the zero instant is null, the cursor still sees 0
+    ({"time": 2**62}, True),                     # beyond int64 microseconds: as text, never wrapped
     ({"unique": True}, True),
     ({"unique": "7"}, True),
     ({"action": None}, False),

@@ -32,7 +32,7 @@ def test_keys_match_a_dict_through_compactions(ordered, columnwise):
         raws = [r.choice([None, f"2026-01-{r.randint(1, 28):02d}T10:00:00Z"]) for _ in page]
         assert keys.isdisjoint(page) == ref.keys().isdisjoint(page)
         keys.update(page, raws)
-        ref.update(zip(page, raws))
+        ref.update(zip(page, raws, strict=True))
         # some keys read again: a newer version replaces the kept one
         for k in r.sample(ids[:start + 250], 20):
             assert k in keys
