@@ -43,9 +43,10 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
-from sources.common.arrow import batched, quiet_arrow_hint_warning
+from sources.common.arrow import TIMESTAMP, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import AuthError, ConfigurationError, RequestRejected
@@ -67,7 +68,7 @@ from .client import (
     us_to_iso,
     windows,
 )
-from .keys import KeySet
+from .columnar import EventPage, UuidSet, batched_tables
 from .lists import LISTS
 from .sessions import BACKFILL_AXIS as _SESSIONS_AXIS
 from .sessions import DEFAULT_SESSIONS_LOOKBACK_SECONDS, sessions_resource
@@ -114,20 +115,31 @@ def read_events_window(api: PostHogClient, project_id: int, start_us: int, end_u
     cut into windows of at most ``window_hours`` read by up to ``workers`` threads; no state is
     read or written. A read that ends short of PostHog's ``count()`` of the range (asked first)
     raises :class:`~sources.posthog.client.IncompleteRead` after the last page."""
+    for page in read_event_pages(api, project_id, start_us, end_us, page_size=page_size, window_hours=window_hours,
+                                 workers=workers):
+        yield page.rows()
+
+
+def read_event_pages(api: PostHogClient, project_id: int, start_us: int, end_us: int, *,
+                     page_size: int = S.DEFAULT_EVENTS_PAGE_SIZE,
+                     window_hours: int = S.MAX_WINDOW_HOURS,
+                     workers: int = 1) -> Iterator[EventPage]:
+    """:func:`read_events_window` as :class:`~sources.posthog.columnar.EventPage` pages (typed
+    Arrow tables; what the bounded ``events`` resource loads)."""
     tasks = [_window_task(api, project_id, a, b, page_size)
              for a, b in windows(start_us, end_us, window_hours * HOUR_US)]
     if not tasks:
         return
     expected = api.count_events(project_id, start_us, end_us)
-    uuids = KeySet()
+    uuids = UuidSet()
     read = repeats = 0
     for page in concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}"):
         read += len(page)
-        first = uuids.first_seen([row["uuid"] for row in page])
+        first = uuids.first_seen(page.table.column("uuid"))
         if first is not None:
-            repeats += first.count(False)
-            page = [row for row, new in zip(page, first, strict=True) if new]
-        if page:
+            repeats += len(first) - first.true_count
+            page = page.where(first)
+        if len(page):
             yield page
     _check_counts({project_id: (expected, start_us, end_us)}, {project_id: read})
     _warn_repeats({project_id: repeats})
@@ -140,8 +152,8 @@ def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day
     yield from api.summaries_window(project_id, day_start_us, day_end_us, day=day)
 
 
-def _window_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int) -> Callable[[], Iterator[list[dict]]]:
-    return lambda: api.events_window(pid, a, b, page_size)
+def _window_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int) -> Callable[[], Iterator[EventPage]]:
+    return lambda: api.event_pages(pid, a, b, page_size)
 
 
 # -- the source ---------------------------------------------------------------------------------
@@ -367,29 +379,28 @@ def posthog_source(
             workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
             pages = concurrent_pages(tasks, workers, name="posthog-events")
             read = dict.fromkeys(cursors, 0)
-            uuids = {pid: KeySet() for pid in cursors}
+            uuids = {pid: UuidSet() for pid in cursors}
             repeats = dict.fromkeys(cursors, 0)
 
-            def admitted() -> Iterator[list[dict[str, Any]]]:
+            def admitted() -> Iterator[pa.Table]:
                 for page in pages:
-                    pid = page[0]["project_id"]
-                    cur = cursors[pid][0]
+                    pid = page.project_id
+                    cur, end = cursors[pid][0], cursors[pid][1]
                     read[pid] += len(page)
                     # each uuid once per run: ClickHouse returns an event stored twice as two rows
                     # until it merges them, not always side by side (the copies' timestamps may
                     # differ); the first copy read is the one loaded
-                    first = uuids[pid].first_seen([row["uuid"] for row in page])
+                    first = uuids[pid].first_seen(page.table.column("uuid"))
                     if first is not None:
-                        repeats[pid] += first.count(False)
-                        page = [row for row, new in zip(page, first, strict=True) if new]
-                    keep = [row for row in page if cur.admit(row["uuid"], cursor_text(row["timestamp"]), row)]
-                    progress.update(len(page), len(keep))
-                    if keep:
+                        repeats[pid] += len(first) - first.true_count
+                        page = page.where(first)
+                    keep = _admit_page(page, cur, end - lookback_us)
+                    progress.update(len(page), keep.num_rows)
+                    if keep.num_rows:
                         yield keep
 
             first = True
-            for batch in batched(admitted(), int(batch_rows)):
-                page = S.EVENTS.to_arrow(batch)
+            for page in batched_tables(admitted(), int(batch_rows)):
                 if first:
                     # each event once per run: the windows are disjoint, each is walked on the
                     # strictly increasing (timestamp, uuid) keyset and every uuid read before in
@@ -468,10 +479,11 @@ def posthog_source(
                                            int(events_window_hours), int(query_concurrency)) for p in projects]
             # each project keeps its own three query slots busy; projects run side by side
             workers = max(1, min(len(per_project), 8 // int(query_concurrency)))
-            pages = _counted(concurrent_pages(per_project, workers, name="posthog-events-window"), progress)
+            pages = (p.table for p in _counted(concurrent_pages(per_project, workers, name="posthog-events-window"),
+                                               progress))
             first = True
-            for batch in batched(pages, int(batch_rows)):
-                page = count(S.EVENTS.to_arrow(batch))
+            for page in batched_tables(pages, int(batch_rows)):
+                page = count(page)
                 if first:
                     page, first = merge_run_hints(page, unique_in_run=True), False
                 yield page
@@ -600,9 +612,30 @@ def _missing_scope(exc: BaseException) -> str | None:
 
 
 def _project_window(api: PostHogClient, pid: int, start_us: int, end_us: int, page_size: int, window_hours: int,
-                    workers: int) -> Callable[[], Iterator[list[dict]]]:
-    return lambda: read_events_window(api, pid, start_us, end_us, page_size=page_size, window_hours=window_hours,
-                                      workers=workers)
+                    workers: int) -> Callable[[], Iterator[EventPage]]:
+    return lambda: read_event_pages(api, pid, start_us, end_us, page_size=page_size, window_hours=window_hours,
+                                    workers=workers)
+
+
+def _admit_page(page: EventPage, cur: LookbackCursor, floor_us: int) -> pa.Table:
+    """The rows of ``page`` to load. A row older than the lookback window of the run's end
+    (``floor_us``) needs no fingerprint and loads as read (counted column-wise, as ``admit``
+    would); the rows inside it go through ``cur.admit`` one by one, as dicts in the shape they
+    always had, so their fingerprints are the ones earlier runs kept."""
+    inside = pc.fill_null(pc.greater_equal(page.table.column("timestamp"), pa.scalar(floor_us, TIMESTAMP)), False)
+    indices = pc.indices_nonzero(inside.combine_chunks() if isinstance(inside, pa.ChunkedArray) else inside)
+    below = len(page) - len(indices)
+    cur.rows_read += below
+    cur.rows_admitted += below
+    if not len(indices):
+        return page.table
+    indices = indices.to_pylist()
+    keep = [True] * len(page)
+    for i, row in zip(indices, page.rows(indices), strict=True):
+        keep[i] = cur.admit(row["uuid"], cursor_text(row["timestamp"]), row)
+    if all(keep):
+        return page.table
+    return page.table.filter(pa.array(keep, type=pa.bool_()))
 
 
 def _summary_task(api: PostHogClient, pid: int, day: str, a: int, b: int) -> Callable[[], Iterator[list[dict]]]:

@@ -42,13 +42,6 @@ class _NotFast(Exception):
     """A page the column-wise path does not convert; the per-row path does."""
 
 
-def _text_column(values: Sequence[Any]) -> pa.Array:
-    try:
-        return pa.array(values, type=_STRING)
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object where text is declared
-        raise _NotFast from None
-
-
 def _iso_column(text: pa.Array) -> pa.Array:
     try:
         return text.cast(TIMESTAMP)
@@ -56,10 +49,9 @@ def _iso_column(text: pa.Array) -> pa.Array:
         raise _NotFast from None
 
 
-def _json_object_column(values: Sequence[Any]) -> pa.Array:
+def _json_object_column(arr: pa.Array) -> pa.Array:
     """JSON objects sent as their text (``properties``): kept as sent; ``""`` is null. Any other
-    value (an object already parsed, an array, text that is not an object's) is not fast."""
-    arr = _text_column(values)
+    value (an array, text that is not an object's) is not fast."""
     empty = pc.equal(arr, "")
     if pc.any(empty).as_py():
         arr = pc.if_else(empty, _NULL_TEXT, arr)
@@ -67,9 +59,6 @@ def _json_object_column(values: Sequence[Any]) -> pa.Array:
     if len(valid) and not (pc.all(pc.starts_with(valid, "{")).as_py() and pc.all(pc.ends_with(valid, "}")).as_py()):
         raise _NotFast
     return arr
-
-
-_FAST = {"text": _text_column, "iso": _text_column, "json": _json_object_column}
 
 
 def dict_rows(columns: Sequence[str], results: Sequence[Sequence[Any]], project_id: int) -> list[dict[str, Any]]:
@@ -90,10 +79,15 @@ def dict_rows(columns: Sequence[str], results: Sequence[Sequence[Any]], project_
 def hogql_table(columns: Sequence[str], results: Sequence[Sequence[Any]], spec: TableSpec,
                 constants: dict[str, Any]) -> tuple[pa.Table, dict[str, pa.Array]] | None:
     """``results`` as a table of ``spec`` column by column (``constants``: columns with one value
-    for the page) and, for the timestamp columns, their text as sent; ``None`` when a column does
-    not fit the fast path."""
+    for the page) and, for the timestamp columns, their text as sent; ``None`` when a value does
+    not fit the fast path. Every value HogQL sends for these columns is text (or null): the whole
+    page becomes one Arrow list array in one call, and each column is taken out of it."""
     n = len(results)
-    by_name = dict(zip(columns, zip(*results, strict=True), strict=True)) if n else {}
+    try:
+        grid = pa.array(results, type=pa.list_(_STRING, len(columns)))
+    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object where text is declared
+        return None
+    where = {name: j for j, name in enumerate(columns)}
     arrays: list[pa.Array] = []
     sent: dict[str, pa.Array] = {}
     try:
@@ -102,16 +96,16 @@ def hogql_table(columns: Sequence[str], results: Sequence[Sequence[Any]], spec: 
             if name in constants:
                 arrays.append(pa.repeat(pa.scalar(constants[name], field_type), n))
                 continue
-            values = by_name.get(name)
-            if values is None:
+            if name not in where:
                 arrays.append(pa.nulls(n, field_type))
                 continue
-            convert = _FAST.get(kind)
-            if convert is None:
-                raise _NotFast
-            arr = convert(values)
+            arr = pc.list_element(grid, where[name])
             if kind == "iso":  # typed by Arrow's cast; the text is kept for the rows as sent
                 sent[name], arr = arr, _iso_column(arr)
+            elif kind == "json":
+                arr = _json_object_column(arr)
+            elif kind != "text":
+                raise _NotFast
             arrays.append(arr)
     except _NotFast:
         return None
