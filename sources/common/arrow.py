@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -329,7 +330,11 @@ def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
     A column whose values Arrow can take as they are is converted in C (:func:`_native`); only the
     others go through a Python conversion per value."""
     arrays: list[pa.Array] = []
+    present = set(chain.from_iterable(rows))  # the keys any row has: one pass in C
     for name, kind in spec.columns.items():
+        if name not in present:  # a declared column no row of this batch carries
+            arrays.append(pa.nulls(len(rows), type=ARROW_TYPES[kind]))
+            continue
         values = [r.get(name) for r in rows]
         if kind in _NATIVE:
             native = _native(values, kind)
@@ -337,7 +342,7 @@ def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
                 arrays.append(native)
                 continue
         arrays.append(_convert(values, kind, name, spec))
-    if spec.extras_column:
+    if spec.extras_column and not present <= spec.columns.keys():
         declared = spec.columns.keys()
         extras: list[str | None] = []
         for r in rows:
@@ -347,6 +352,8 @@ def rows_to_table(rows: Sequence[dict[str, Any]], spec: TableSpec) -> pa.Table:
                 rest = {k: v for k, v in r.items() if k not in declared}
                 extras.append(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS).decode())
         arrays.append(pa.array(extras, type=pa.string()))
+    elif spec.extras_column:
+        arrays.append(pa.nulls(len(rows), type=pa.string()))
     return pa.Table.from_arrays(arrays, schema=spec.schema)
 
 
