@@ -97,8 +97,8 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
                     batch = []
                 if len(page) < PAGE:
                     break
+        con.close()  # its checkpoint, as cdp-sync's timed load closes its connections
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
-        con.close()
     client.close()
     return {"rows": rows_total, "requests": requests, "seconds": seconds, "cpu_seconds": cpu_seconds}

@@ -53,6 +53,11 @@ class CliFailure(Exception):
 
 def _setup_environment() -> None:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    # Arrow allocates with the C library's malloc rather than its bundled allocator, which keeps
+    # freed pages reserved: a Lytics load of 1,000,000 profiles peaks at 405 MB instead of 555 MB
+    # and spends 10 % less CPU (benchmarks/README.md). Read by Arrow at its first allocation; a
+    # value set in the environment wins.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     from sources.common.redact import install_log_redaction
 
     install_log_redaction()

@@ -372,9 +372,20 @@ def _convert(values: list[Any], kind: str, name: str, spec: TableSpec) -> pa.Arr
         raise MalformedResponse(
             f"{spec.name}.{name}: cannot read {e.args[0]!r} as {kind}", body=None
         ) from None
-    if kind in ("unix_s", "unix_ms"):
-        return pa.array(converted, type=pa.int64()).cast(TIMESTAMP)
-    return pa.array(converted, type=ARROW_TYPES[kind])
+    try:
+        if kind in ("unix_s", "unix_ms"):
+            return pa.array(converted, type=pa.int64()).cast(TIMESTAMP)
+        return pa.array(converted, type=ARROW_TYPES[kind])
+    except (OverflowError, pa.ArrowInvalid):  # an integer beyond int64 (or its microseconds)
+        big = next((v for v in values if isinstance(v, (int, str)) and _beyond_int64(v)), "a value")
+        raise MalformedResponse(f"{spec.name}.{name}: cannot read {big!r} as {kind}", body=None) from None
+
+
+def _beyond_int64(v: Any) -> bool:
+    try:
+        return not -(2**63) <= int(v) < 2**63
+    except (TypeError, ValueError):
+        return False
 
 
 def batched(pages: Iterable[list[dict[str, Any]]], size: int) -> Iterable[list[dict[str, Any]]]:

@@ -113,3 +113,13 @@ def test_columnar_conversion_keeps_each_kinds_rules():
     assert table[0]["m"].timestamp() == 1_700_000_000.123
     with pytest.raises(MalformedResponse, match="t.i: cannot read 1.5 as int"):
         rows_to_table([{"i": 1.5}], ALL_KINDS)  # never truncated to 1
+
+
+def test_an_integer_beyond_int64_is_a_misfit_not_a_crash():
+    rows = [{"id": 1, "score": 2**70}, {"id": 2, "score": 3}]
+    with pytest.raises(MalformedResponse, match="users.score: cannot read 1180591620717411303424 as int"):
+        rows_to_table(rows, SPEC)
+    convert = TolerantConverter(SPEC, "v")
+    table = convert(rows).to_pylist()
+    assert [r["score"] for r in table] == [None, 3]
+    assert table[0]["score__v_text"] == str(2**70)
