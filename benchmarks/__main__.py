@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     vendors = _vendors()
     parser.add_argument("vendor", choices=sorted(vendors))
-    parser.add_argument("--scale", type=int, default=100_000, help="users in the emulated account")
+    parser.add_argument("--scale", type=int, default=100_000, help="the emulated account's size (users; PostHog: persons, 8 events each)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     parser.add_argument("--workers", type=int, default=None, help="backfill workers for cdp-sync")
     parser.add_argument("--seed", type=int, default=1)

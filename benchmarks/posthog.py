@@ -178,8 +178,8 @@ def floor(info: dict[str, Any], *, resources: list[str]) -> dict[str, Any]:
                 con.unregister("page")
                 created = True
                 rows_total += len(results)
+        con.close()  # its checkpoint, as cdp-sync's timed load closes its connections
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
-        con.close()
         requests = api.requests
     return {"rows": rows_total, "requests": requests, "seconds": seconds, "cpu_seconds": cpu_seconds}
