@@ -92,6 +92,12 @@ class LookbackCursor:
         lookback window need no fingerprint (keeps memory flat during a backfill)."""
         self._floor = self._behind(cursor_value)
 
+    def admit_below_floor(self, count: int) -> None:
+        """Record ``count`` rows read below the floor (:meth:`set_floor`), which the caller found
+        column-wise: they need no fingerprint and load as read, so only the count is kept."""
+        self.rows_read += count
+        self.rows_admitted += count
+
     def admit(self, key: str, cursor_value: Any, row: Mapping[str, Any]) -> bool:
         """Record a row read from the API; return False when it is an unchanged re-read (or,
         with ``newest_wins``, an older copy of a row this load already read newer)."""

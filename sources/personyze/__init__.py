@@ -216,14 +216,12 @@ def personyze_source(
             # on a backfill only rows at or above the cursor's floor (the bottom of the lookback
             # window it commits) need the cursor's per-row bookkeeping; every other row loads
             floor = behind(new_cursor) if mode.startswith("backfill") and new_cursor is not None else None
-            read = loaded = 0
             # a backfill reads every row once (disjoint id ranges, unique keys): the merge can skip
             # its de-duplication; an incremental walk may meet a row twice if it changes meanwhile
             first = True
             for batch in batched(pages, batch_rows):
                 page = convert(batch)
                 page = _admitted(cur, batch, page, pk, cursor, parse, _cursor_column(page, cursor, convert.spec), floor)
-                read, loaded = read + len(batch), loaded + page.num_rows
                 progress.update(len(batch), page.num_rows)
                 if not page.num_rows:
                     continue
@@ -232,8 +230,7 @@ def personyze_source(
                 yield page
             convert.warn()
             state["cursor_column"] = cursor
-            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before,
-                       rows_read=read, rows_loaded=loaded)
+            cur.commit(new_cursor, mode=mode, requests=api.http.stats["requests"] - requests_before)
             progress.done(mode)
 
     def window_resource(
@@ -455,9 +452,10 @@ def _admitted(
         visit: Iterable[int] = range(len(rows))
     else:  # cursor >= floor, in C; a row without a cursor value is never inside the window
         inside = pc.fill_null(pc.greater_equal(cursor_values, pa.scalar(floor, type=cursor_values.type)), False)
-        if not pc.any(inside).as_py():
-            return table
         visit = pc.indices_nonzero(inside).to_pylist()
+        cur.admit_below_floor(len(rows) - len(visit))
+        if not visit:
+            return table
     dropped = [i for i in visit if not cur.admit(pk(rows[i]), _cursor_value(rows[i], cursor, parse), rows[i])]
     if not dropped:
         return table

@@ -629,8 +629,7 @@ def _admit_page(page: EventPage, cur: LookbackCursor, floor_us: int) -> pa.Table
     inside = pc.fill_null(pc.greater_equal(page.table.column("timestamp"), pa.scalar(floor_us, TIMESTAMP)), False)
     indices = pc.indices_nonzero(inside.combine_chunks() if isinstance(inside, pa.ChunkedArray) else inside)
     below = len(page) - len(indices)
-    cur.rows_read += below
-    cur.rows_admitted += below
+    cur.admit_below_floor(below)
     if not len(indices):
         return page.table
     indices = indices.to_pylist()

@@ -47,3 +47,14 @@ def test_two_different_copies_of_one_instant_keep_no_fingerprint():
     # whichever copy the merge kept, the next run loads the row again
     assert _cursor(state, newest_wins=True).admit("u1", 100, {"id": 1, "v": "a"})
     assert _cursor(state, newest_wins=True).admit("u1", 100, {"id": 1, "v": "b"})
+
+
+def test_rows_counted_below_the_floor_load_without_a_fingerprint():
+    state: dict = {}
+    cur = _cursor(state)
+    cur.set_floor(100)  # the window the commit keeps starts at 90
+    cur.admit_below_floor(5)  # found column-wise by the caller, older than 90
+    assert cur.admit("u1", 100, {"id": 1})
+    cur.commit()
+    assert (state["last_run"]["rows_read"], state["last_run"]["rows_loaded"]) == (6, 6)
+    assert set(state["seen"]) == {"u1"}  # only the row inside the window has a fingerprint
