@@ -77,7 +77,7 @@ def test_every_vendor_declares_its_time_windowed_resources():
         "personyze": {"users", "sessions_archive", "summary_actions"},
         "synerise": {"events"},
         "lytics": {"users"},
-        "posthog": {"events", "event_summaries"},
+        "posthog": {"events", "event_summaries", "sessions"},
     }
 
 
