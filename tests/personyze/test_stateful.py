@@ -15,13 +15,11 @@ or load — and runs that complete). The invariant, after every run that exits 0
 
 A run fails (exit 1, one ``error:`` line, no traceback) only when a fault that is never retried
 was scripted for it. Profiles: ``CDP_STATEFUL=ci`` (default) or ``long`` (see tests/stateful.py);
-``PERSONYZE_STATEFUL_LOG=<file>`` appends one JSON line of figures per example.
+``CDP_STATEFUL_LOG=<file>`` appends one JSON line of figures per example.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -36,7 +34,7 @@ import emulators
 from emulators.common.control import ControlClient
 from sources.personyze import settings as S
 from tests import support
-from tests.stateful import profile, run_cli
+from tests.stateful import log_run, profile, run_cli
 
 from .truth import checksum, expected_rows, loaded_rows
 
@@ -62,11 +60,8 @@ class PersonyzeRuns(RuleBasedStateMachine):
                         "hostile_changes": 0, "started": time.monotonic()}
 
     def teardown(self) -> None:
-        log = os.environ.get("PERSONYZE_STATEFUL_LOG")
-        if log:
-            figures = dict(self.figures, seconds=round(time.monotonic() - self.figures.pop("started"), 1))
-            with open(log, "a") as f:
-                f.write(json.dumps(figures) + "\n")
+        figures = dict(self.figures, seconds=round(time.monotonic() - self.figures.pop("started"), 1))
+        log_run(kind="example", **figures)
         self.ctl.close()
         self.server.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
