@@ -25,18 +25,6 @@ def emu(start_emulator: Any) -> Any:
 
 
 @pytest.fixture
-def ctl(emu: Any, control_for: Any) -> Any:
-    return control_for(emu)
-
-
-@pytest.fixture
-def api(emu: Any) -> Any:
-    with httpx.Client(base_url=emu.base_url, verify=emu.ca_file, timeout=60,
-                      headers={"Authorization": f"Bearer {emu.api_key}"}) as client:
-        yield client
-
-
-@pytest.fixture
 def pid(emu: Any) -> int:
     return min(emu.backend.projects)
 

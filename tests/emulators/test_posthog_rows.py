@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import pytest
 
@@ -102,18 +101,6 @@ def test_page_constants_follow_each_query_values():
 @pytest.fixture
 def emu(start_emulator: Any) -> Any:
     return start_emulator("posthog", scale=600, seed=5)
-
-
-@pytest.fixture
-def ctl(emu: Any, control_for: Any) -> Any:
-    return control_for(emu)
-
-
-@pytest.fixture
-def api(emu: Any) -> Any:
-    with httpx.Client(base_url=emu.base_url, verify=emu.ca_file, timeout=60,
-                      headers={"Authorization": f"Bearer {emu.api_key}"}) as client:
-        yield client
 
 
 def page(api: Any, pid: int, values: dict[str, Any]) -> list[list[Any]]:

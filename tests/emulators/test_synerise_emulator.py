@@ -23,11 +23,6 @@ def emu(start_emulator: Any) -> Any:
 
 
 @pytest.fixture
-def ctl(emu: Any, control_for: Any) -> Any:
-    return control_for(emu)
-
-
-@pytest.fixture
 def http(emu: Any) -> Any:
     with httpx.Client(base_url=emu.base_url, verify=emu.ca_file, timeout=30) as client:
         yield client
