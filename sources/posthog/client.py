@@ -343,24 +343,23 @@ class PostHogClient:
     def count_events(self, project_id: int, start_us: int, end_us: int) -> int:
         """PostHog's own ``count()`` of the events with ``start <= timestamp < end`` (copies of one
         event ClickHouse has not merged count each; the walk reads each of them too)."""
-        data = self.query(project_id, COUNT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
-                          "cdp_sync_event_count")
-        rows = self.rows(data)
-        if len(rows) != 1 or not isinstance(rows[0].get("events"), (int, str)):
-            raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() (project {project_id})",
-                                    vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:300])
-        return int(rows[0]["events"])
+        return self.count_between(project_id, COUNT_SQL, start_us, end_us, "cdp_sync_event_count", "events")
 
     def count_distinct_events(self, project_id: int, start_us: int, end_us: int) -> int:
         """PostHog's ``count(DISTINCT uuid)`` of the events with ``start <= timestamp < end``: what
         a destination holding each event once should hold (copies of one event count once)."""
-        data = self.query(project_id, DISTINCT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
-                          "cdp_sync_event_count_distinct")
+        return self.count_between(project_id, DISTINCT_SQL, start_us, end_us, "cdp_sync_event_count_distinct",
+                                  "events")
+
+    def count_between(self, project_id: int, sql: str, start_us: int, end_us: int, name: str, column: str) -> int:
+        """The one-row answer of a HogQL ``count()`` query over ``start <= … < end`` (``sql`` takes
+        ``{start}`` and ``{end}`` and names its count ``column``); any other answer fails in one line."""
+        data = self.query(project_id, sql, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)}, name)
         rows = self.rows(data)
-        if len(rows) != 1 or not isinstance(rows[0].get("events"), (int, str)):
-            raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() (project {project_id})",
+        if len(rows) != 1 or not isinstance(rows[0].get(column), (int, str)):
+            raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() of {column} (project {project_id})",
                                     vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:300])
-        return int(rows[0]["events"])
+        return int(rows[0][column])
 
     def events_window(self, project_id: int, start_us: int, end_us: int, page_size: int) -> Iterator[list[dict[str, Any]]]:
         """:meth:`event_pages` as lists of dict rows (``properties`` parsed, ``project_id`` added)."""

@@ -145,13 +145,7 @@ def dlt_columns() -> dict[str, dict[str, Any]]:
 
 def count_sessions(api: PostHogClient, project_id: int, start_us: int, end_us: int) -> int:
     """PostHog's ``count()`` of the sessions with ``start <= $start_timestamp < end``."""
-    data = api.query(project_id, COUNT_SQL, {"start": us_to_iso(start_us), "end": us_to_iso(end_us)},
-                     "cdp_sync_session_count")
-    rows = api.rows(data)
-    if len(rows) != 1 or not isinstance(rows[0].get("sessions"), (int, str)):
-        raise MalformedResponse(f"posthog answered {len(rows)} rows to a count() of sessions (project {project_id})",
-                                vendor=VENDOR, url=f"api/projects/{project_id}/query/", body=str(data)[:300])
-    return int(rows[0]["sessions"])
+    return api.count_between(project_id, COUNT_SQL, start_us, end_us, "cdp_sync_session_count", "sessions")
 
 
 def sessions_window(api: PostHogClient, project_id: int, start_us: int, end_us: int,
