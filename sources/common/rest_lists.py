@@ -47,6 +47,7 @@ from dlt.sources import DltResource
 from .arrow import TableSpec
 from .cursor import LookbackCursor
 from .errors import MalformedResponse
+from .window import windows
 
 logger = logging.getLogger("cdp_sync.rest_lists")
 
@@ -328,16 +329,6 @@ def text_to_us(text: str) -> int:
         value = value.replace(tzinfo=dt.UTC)
     delta = value - EPOCH
     return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
-
-
-def windows(start_us: int, end_us: int, size_us: int) -> list[tuple[int, int]]:
-    out = []
-    a = start_us
-    while a < end_us:
-        b = min(end_us, (a // size_us + 1) * size_us)
-        out.append((a, b))
-        a = b
-    return out
 
 
 # -- page checks ----------------------------------------------------------------------------------

@@ -162,3 +162,17 @@ class RowCount:
         n = getattr(page, "num_rows", None)
         self.rows += int(n) if n is not None else len(page)
         return page
+
+
+def windows(start_us: int, end_us: int, size_us: int) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into consecutive windows of at most ``size_us``, their inner
+    boundaries aligned to multiples of ``size_us`` (UTC midnights for one day)."""
+    if end_us <= start_us:
+        return []
+    out = []
+    a = start_us
+    while a < end_us:
+        b = min(end_us, (a // size_us + 1) * size_us)
+        out.append((a, b))
+        a = b
+    return out

@@ -55,7 +55,7 @@ from sources.common.http import RetryPolicy
 from sources.common.lease import SharedClient
 from sources.common.progress import ProgressLog, record_requests
 from sources.common.rest_lists import Parent, Vendor, list_resource
-from sources.common.window import RowCount, Window
+from sources.common.window import RowCount, Window, windows
 
 from . import settings as S
 from .client import (
@@ -66,7 +66,6 @@ from .client import (
     parse_start,
     project_days,
     us_to_iso,
-    windows,
 )
 from .columnar import EventPage, UuidSet, batched_tables
 from .lists import LISTS

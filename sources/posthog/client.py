@@ -527,20 +527,6 @@ def _with_offset(url: str, offset: int) -> str:
     return str(httpx.URL(url).copy_set_param("offset", str(max(0, int(offset)))))
 
 
-def windows(start_us: int, end_us: int, size_us: int) -> list[tuple[int, int]]:
-    """``[start, end)`` cut into consecutive windows of at most ``size_us``, their inner
-    boundaries aligned to multiples of ``size_us`` (UTC midnights for one day)."""
-    if end_us <= start_us:
-        return []
-    out = []
-    a = start_us
-    while a < end_us:
-        b = min(end_us, (a // size_us + 1) * size_us)
-        out.append((a, b))
-        a = b
-    return out
-
-
 def project_days(first: int | str, last_us: int, tz_name: str) -> list[tuple[str, int, int]]:
     """The project's calendar days from the one holding ``first`` (microseconds, or a
     ``YYYY-MM-DD`` day) to the one holding ``last_us``: ``(YYYY-MM-DD, start µs, end µs)`` with
@@ -583,5 +569,5 @@ def parse_start(value: Any) -> int:
     return _pendulum_us(parsed)
 
 
-__all__ = ["PostHogClient", "IncompleteRead", "retry_after_hint", "retry_hint", "windows", "project_days", "us_to_iso", "iso_to_us", "parse_start",
+__all__ = ["PostHogClient", "IncompleteRead", "retry_after_hint", "retry_hint", "project_days", "us_to_iso", "iso_to_us", "parse_start",
            "cursor_text"]

@@ -45,9 +45,9 @@ from sources.common.cursor import LookbackCursor
 from sources.common.errors import AuthError, ConfigurationError, MalformedResponse
 from sources.common.hints import merge_run_hints
 from sources.common.progress import ProgressLog
-from sources.common.window import RowCount, Window
+from sources.common.window import RowCount, Window, windows
 
-from .client import IncompleteRead, PostHogClient, _applied_limit, cursor_text, iso_to_us, us_to_iso, windows
+from .client import IncompleteRead, PostHogClient, _applied_limit, cursor_text, iso_to_us, us_to_iso
 from .settings import MAX_QUERY_ROWS, VENDOR
 
 logger = logging.getLogger("cdp_sync.posthog")

@@ -11,6 +11,7 @@ import pytest
 from sources.common.arrow import TableSpec
 from sources.common.errors import ConfigurationError
 from sources.common.http import Request
+from sources.common.window import windows
 from sources.posthog.client import (
     SameHostLink,
     cursor_text,
@@ -19,7 +20,6 @@ from sources.posthog.client import (
     project_days,
     retry_hint,
     us_to_iso,
-    windows,
 )
 
 US = 1_000_000
