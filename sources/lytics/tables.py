@@ -94,9 +94,16 @@ def _vectorised(kind: str, values: list[Any], where: str) -> pa.Array | None:
         arr = pa.array(values)  # types inferred in one pass: a mixed column raises
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
+    return _typed(kind, arr, where)
+
+
+def _typed(kind: str, arr: pa.Array, where: str) -> pa.Array | None:
+    """An array Arrow built from a column's values (their inferred type: ``null``, ``string``,
+    ``bool``, ``int64``, ``double`` …) as a column of ``kind``; ``None`` where the per-value
+    converters must decide (see :func:`_vectorised`)."""
     t = arr.type
     if pa.types.is_null(t):
-        return pa.nulls(len(values), TIMESTAMP if kind == "iso" else ARROW_TYPES[kind])
+        return pa.nulls(len(arr), TIMESTAMP if kind == "iso" else ARROW_TYPES[kind])
     if kind == "text" or kind == "bool":
         return arr if t == ARROW_TYPES[kind] else None
     if kind == "iso":
@@ -120,6 +127,16 @@ def _vectorised(kind: str, values: list[Any], where: str) -> pa.Array | None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return None
+
+
+#: the kinds a batch can read in one struct pass over its rows, with the Arrow type that pass
+#: asks for. Only ``string`` and ``bool`` are asked for: Arrow refuses anything else for them
+#: (an int, a float, a list, a dict), exactly as type inference would tell them apart, whereas a
+#: column asked for as ``int64`` silently truncates ``1.5`` and one asked for as ``double`` takes
+#: ``true`` as ``1.0``. Numbers usually arrive as text from Lytics (the contract's "numbers as
+#: strings"); a number column sent as JSON numbers leaves the pass at its first batch.
+_ONE_PASS_TYPES = {"text": pa.string(), "iso": pa.string(), "int": pa.string(), "float": pa.string(),
+                   "bool": pa.bool_()}
 
 
 def _number(text: str, conv: Callable[[float], Any]) -> Any:
@@ -180,6 +197,9 @@ class Table:
     iso: tuple[str, ...] = field(init=False, repr=False, compare=False)
     schema: pa.Schema = field(init=False, repr=False, compare=False)
     _single: dict[str, TableSpec] = field(init=False, repr=False, compare=False)
+    #: (column, Arrow type) read in one struct pass per batch; a column whose values once do not
+    #: all have that type leaves it (replaced whole, never mutated: tables are shared by threads)
+    _one_pass: tuple[tuple[str, pa.DataType], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         base = {c: ("text" if k == "iso" else k) for c, k in self.columns.items()}
@@ -196,6 +216,8 @@ class Table:
             for c, k in base.items()})
         convert = {c: k for c, k in self.extras_kinds.items() if c not in self.columns and k not in ("text", "iso")}
         object.__setattr__(self, "extras_kinds", convert)
+        object.__setattr__(self, "_one_pass", tuple((c, _ONE_PASS_TYPES[k]) for c, k in self.columns.items()
+                                                    if k in _ONE_PASS_TYPES))
 
     def with_columns(self, extra: dict[str, str]) -> Table:
         return Table(self.name, {**self.columns, **extra}, self.primary_key, self.extras_column, self.extras_kinds)
@@ -217,11 +239,49 @@ class Table:
         extras column as ``<column>__v_text`` instead (the column is NULL in that row), counted
         in ``unfit`` for one warning per column. The rows are never changed."""
         set_aside: dict[int, dict[str, Any]] = {}
-        arrays = [self._column(c, kind, [r.get(c) for r in rows], set_aside, unfit)
-                  for c, kind in self.columns.items()]
+        read = self._read_in_one_pass(rows)
+        arrays = []
+        for c, kind in self.columns.items():
+            arr = read.get(c)
+            if arr is not None:
+                try:
+                    arr = _typed(kind, arr, f"{self.name}.{c}")
+                except MalformedResponse:
+                    arr = None  # the column's own path raises or sets the value aside
+            if arr is None:
+                arr = self._column(c, kind, [r.get(c) for r in rows], set_aside, unfit)
+            arrays.append(arr)
         if self.extras_column:
             arrays.append(self._extras(rows, set_aside))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _read_in_one_pass(self, rows: Sequence[dict[str, Any]]) -> dict[str, pa.Array]:
+        """The columns of :attr:`_one_pass` read from ``rows`` by Arrow in one pass over the rows
+        (a struct array asked for those fields only: Arrow looks each one up in every row, in
+        C++), each as Arrow would have typed that column's values on its own. Empty when a value
+        does not have its column's type: that batch goes column by column, and the columns
+        that refused leave the pass."""
+        fields = self._one_pass
+        if not fields or not rows:
+            return {}
+        try:
+            struct = pa.array(rows, type=pa.struct([pa.field(c, t) for c, t in fields]))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+            keep = []
+            for c, t in fields:
+                try:
+                    pa.array([r.get(c) for r in rows], type=t)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+                    continue
+                keep.append((c, t))
+            object.__setattr__(self, "_one_pass", tuple(keep))
+            return {}
+        read = {}
+        for i, (c, _) in enumerate(fields):
+            arr = struct.field(i)
+            # a column without one value is what inference calls null (typed nulls downstream)
+            read[c] = pa.nulls(len(arr)) if arr.null_count == len(arr) else arr
+        return read
 
     def _column(self, c: str, kind: str, values: list[Any], set_aside: dict[int, dict[str, Any]],
                 unfit: Counter[str] | None) -> pa.Array:
@@ -264,14 +324,19 @@ class Table:
 
     def _extras(self, rows: Sequence[dict[str, Any]], set_aside: dict[int, dict[str, Any]]) -> pa.Array:
         declared = self.columns
-        convert = self.extras_kinds
+        # the undeclared keys of this batch, found once (a C loop over every row's keys): each
+        # row then picks those few instead of walking all of its fields
+        extra = [k for k in set().union(*rows) if k not in declared]
+        if not extra and not set_aside:
+            return pa.nulls(len(rows), pa.string())
+        convert = [(k, self.extras_kinds[k]) for k in extra if k in self.extras_kinds]
         dumps = orjson.dumps
         out: list[str | None] = []
         for i, r in enumerate(rows):
-            rest = {k: v for k, v in r.items() if k not in declared}
-            if convert:
-                for k in convert.keys() & rest.keys():
-                    rest[k] = typed_value(convert[k], rest[k])
+            rest = {k: r[k] for k in extra if k in r}
+            for k, kind in convert:
+                if k in rest:
+                    rest[k] = typed_value(kind, rest[k])
             if set_aside:
                 rest.update(set_aside.get(i) or ())
             out.append(dumps(rest, option=_OPT_SORT).decode() if rest else None)
