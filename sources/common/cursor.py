@@ -92,6 +92,11 @@ class LookbackCursor:
         lookback window need no fingerprint (keeps memory flat during a backfill)."""
         self._floor = self._behind(cursor_value)
 
+    @property
+    def floor(self) -> Any:
+        """The lowest cursor value a row needs to be shown to :meth:`admit` with (``None``: every row)."""
+        return self._floor
+
     def admit_below_floor(self, count: int) -> None:
         """Record ``count`` rows read below the floor (:meth:`set_floor`), which the caller found
         column-wise: they need no fingerprint and load as read, so only the count is kept."""

@@ -41,6 +41,7 @@ from typing import Any
 import dlt
 import pendulum
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from sources.common.arrow import batched, quiet_arrow_hint_warning
@@ -166,6 +167,10 @@ class RunKeys:
     def add(self, key: str) -> None:
         self._hashes.append(hash(key))
 
+    def extend(self, keys: pa.ChunkedArray | pa.Array) -> None:
+        """The keys of a batch's loaded rows, as the destination holds them (the text column)."""
+        self._hashes.extend(map(hash, keys.to_pylist()))
+
     def unique(self) -> bool:
         return distinct_hashes(self._hashes) == len(self._hashes)
 
@@ -222,6 +227,48 @@ def _short_read(name: str, state: dict[str, Any], mode: str, stats: ScanStats, c
                          "mode": f"{mode}, incomplete", **run_info, **stats.as_state()}
     logger.warning("lytics %s: a scan ended short of its total (%s); loaded what was read and marked %s "
                    "incomplete: the next run repeats the read", name, what, name)
+
+
+# ------------------------------------------------------------------------- users, column-wise
+
+
+def _check_keys(keys: pa.ChunkedArray, rows: list[dict[str, Any]], primary_key: str) -> None:
+    """Every profile of a batch carries its primary key (not null, not empty)."""
+    missing = pc.or_kleene(pc.is_null(keys), pc.equal(keys, ""))
+    if pc.any(missing).as_py():
+        row = rows[pc.index(missing, True).as_py()]
+        raise MalformedResponse(
+            f"lytics user without {primary_key} (the configured user_primary_key); fields present: {sorted(row)[:12]}",
+            vendor=S.VENDOR,
+        )
+
+
+def _admit_rows(cur: LookbackCursor, rows: list[dict[str, Any]], modified: pa.ChunkedArray,
+                primary_key: str) -> pa.Array | None:
+    """Show the cursor the rows of a batch that can lie inside the window it commits, one by
+    one and in order; the mask of the rows it keeps (``None``: all of them).
+
+    With a floor (the first run, :meth:`LookbackCursor.set_floor`), rows whose ``_modified``
+    lies below it (or who have none) need no fingerprint and are found column-wise: they load as
+    read and are only counted. The comparison is on the parsed times, a microsecond wide of the
+    floor (the cursor itself compares the exact text of the rows it is shown)."""
+    if cur.floor is None:
+        visit: list[int] = list(range(len(rows)))
+    else:
+        edge = pa.scalar(iso_to_micros(cur.floor) - 1, type=pa.int64()).cast(modified.type)
+        visit = pc.indices_nonzero(pc.fill_null(pc.greater_equal(modified, edge), False)).to_pylist()
+        cur.admit_below_floor(len(rows) - len(visit))
+    dropped = []
+    for i in visit:
+        row = rows[i]
+        if not cur.admit(str(row[primary_key]), to_canonical(row.get("_modified"), "users._modified"), row):
+            dropped.append(i)
+    if not dropped:
+        return None
+    keep = [True] * len(rows)
+    for i in dropped:
+        keep[i] = False
+    return pa.array(keep, pa.bool_())
 
 
 # ---------------------------------------------------------------------------------- users table
@@ -451,34 +498,32 @@ def lytics_source(
             newest: list[str] = []
             # first run: the cursor committed is at least min(newest so far, run_start), so rows
             # further behind than the lookback need no fingerprint (nothing is in state to match)
+            def admitted(batch: list[dict[str, Any]]) -> pa.Table:
+                converted = _to_arrow(table, batch, unfit)
+                keys = converted.column(user_primary_key)
+                _check_keys(keys, batch, user_primary_key)
+                if unfit.get("_modified"):  # a time that does not read: the cursor cannot place the row
+                    for row in batch:
+                        to_canonical(row.get("_modified"), "users._modified")  # raises for the first one
+                modified = converted.column("_modified")
+                top = pc.max(modified)
+                if top.is_valid:
+                    text = to_canonical(batch[pc.index(modified, top).as_py()].get("_modified"), "users._modified")
+                    if text is not None and (not newest or text > newest[0]):
+                        newest[:] = [text]
+                        if first_run:
+                            cur.set_floor(min(text, run_start))
+                kept = _admit_rows(cur, batch, modified, user_primary_key)
+                if kept is not None:
+                    converted, keys = converted.filter(kept), keys.filter(kept)
+                loaded.extend(keys)
+                progress.update(len(batch), converted.num_rows)
+                return converted
+
             first_run = cur.value is None
-
-            def admitted() -> Iterator[list[dict[str, Any]]]:
-                for page in pages:
-                    keep = []
-                    for row in page:
-                        key = row.get(user_primary_key)
-                        if key is None or key == "":
-                            raise MalformedResponse(
-                                f"lytics user without {user_primary_key} (the configured user_primary_key); "
-                                f"fields present: {sorted(row)[:12]}", vendor=S.VENDOR,
-                            )
-                        modified = to_canonical(row.get("_modified"), "users._modified")
-                        if modified is not None and (not newest or modified > newest[0]):
-                            newest[:] = [modified]
-                            if first_run:
-                                cur.set_floor(min(modified, run_start))
-                        key = str(key)
-                        if cur.admit(key, modified, row):
-                            keep.append(row)
-                            loaded.add(key)
-                    progress.update(len(page), len(keep))
-                    if keep:
-                        yield keep
-
             unfit: Counter[str] = Counter()
             loaded = RunKeys()
-            yield from loaded.hinted(_to_arrow(table, batch, unfit) for batch in batched(admitted(), batch_rows))
+            yield from loaded.hinted(t for t in map(admitted, batched(pages, batch_rows)) if t.num_rows)
             requests = api.http.stats["requests"] - before
         _warn_unfit("users", table, unfit)
         if stats.short:
