@@ -232,6 +232,17 @@ def _short_read(name: str, state: dict[str, Any], mode: str, stats: ScanStats, c
 # ------------------------------------------------------------------------- users, column-wise
 
 
+def _users_batch(table: Table, rows: list[dict[str, Any]], unfit: Counter[str], primary_key: str) -> pa.Table:
+    """A batch of profiles as read, in Arrow; every one must carry its key and a ``_modified``
+    that reads as a time (or none): a profile the cursor cannot place fails the run."""
+    converted = _to_arrow(table, rows, unfit)
+    _check_keys(converted.column(primary_key), rows, primary_key)
+    if unfit.get("_modified"):
+        for row in rows:
+            to_canonical(row.get("_modified"), "users._modified")  # raises for the first one that does not read
+    return converted
+
+
 def _check_keys(keys: pa.ChunkedArray, rows: list[dict[str, Any]], primary_key: str) -> None:
     """Every profile of a batch carries its primary key (not null, not empty)."""
     missing = pc.or_kleene(pc.is_null(keys), pc.equal(keys, ""))
@@ -499,12 +510,8 @@ def lytics_source(
             # first run: the cursor committed is at least min(newest so far, run_start), so rows
             # further behind than the lookback need no fingerprint (nothing is in state to match)
             def admitted(batch: list[dict[str, Any]]) -> pa.Table:
-                converted = _to_arrow(table, batch, unfit)
+                converted = _users_batch(table, batch, unfit, user_primary_key)
                 keys = converted.column(user_primary_key)
-                _check_keys(keys, batch, user_primary_key)
-                if unfit.get("_modified"):  # a time that does not read: the cursor cannot place the row
-                    for row in batch:
-                        to_canonical(row.get("_modified"), "users._modified")  # raises for the first one
                 modified = converted.column("_modified")
                 top = pc.max(modified)
                 if top.is_valid:
@@ -557,29 +564,26 @@ def lytics_source(
             pages = read_users(api, segment=slug, start=lo, end=hi, workers=scan_workers, parts=scan_splits,
                                split_min_pages=split_min_pages, stats=stats, key=user_primary_key)
 
-            def inside() -> Iterator[list[dict[str, Any]]]:
+            edges = [pa.scalar(window.start_us, pa.int64()), pa.scalar(window.end_us, pa.int64())]
+
+            def inside(batch: list[dict[str, Any]]) -> pa.Table:
                 nonlocal moved
-                for page in pages:
-                    keep = []
-                    for row in page:
-                        if row.get(user_primary_key) in (None, ""):
-                            raise MalformedResponse(
-                                f"lytics user without {user_primary_key} (the configured user_primary_key); "
-                                f"fields present: {sorted(row)[:12]}", vendor=S.VENDOR,
-                            )
-                        modified = to_canonical(row.get("_modified"), "users._modified")
-                        if modified is not None and not lo <= modified < hi:
-                            moved += 1  # changed during the scan: it belongs to a later window now
-                            continue
-                        keep.append(row)
-                        loaded.add(str(row[user_primary_key]))
-                    progress.update(len(page), len(keep))
-                    if keep:
-                        yield keep
+                converted = _users_batch(table, batch, unfit, user_primary_key)
+                at = converted.column("_modified")
+                lo_ts, hi_ts = (e.cast(at.type) for e in edges)
+                # a profile changed during the scan belongs to a later window now ("moved out")
+                out = pc.fill_null(pc.or_(pc.less(at, lo_ts), pc.greater_equal(at, hi_ts)), False)
+                n_out = pc.sum(out).as_py() or 0
+                if n_out:
+                    moved += n_out
+                    converted = converted.filter(pc.invert(out))
+                loaded.extend(converted.column(user_primary_key))
+                progress.update(len(batch), converted.num_rows)
+                return converted
 
             unfit: Counter[str] = Counter()
             loaded = RunKeys()
-            yield from loaded.hinted(count(_to_arrow(table, batch, unfit)) for batch in batched(inside(), batch_rows))
+            yield from loaded.hinted(count(t) for t in map(inside, batched(pages, batch_rows)) if t.num_rows)
             _warn_unfit("users", table, unfit)
             if stats.short:  # a window is never recorded as done on a short read
                 raise MalformedResponse(

@@ -138,3 +138,24 @@ def test_a_window_whose_scan_ends_short_of_its_total_fails_and_is_not_recorded_d
     assert [r.status for r in rerun] == [DONE, SKIPPED, SKIPPED]
     with connect(tmp_path) as con:
         assert_users_equal(con, ctl, users_in(ctl, T1, T2))
+
+
+def test_profiles_changed_during_a_window_scan_are_left_to_their_new_window(emu, ctl, tmp_path):
+    """A profile that changes while its window is scanned comes back with its new ``_modified``,
+    beyond the window: it is not loaded into this window and is counted as moved out."""
+    before = {u["_uid"] for u in users_in(ctl, T1, T2)}
+    assert len(before) > 300, "the window spans several scan pages"
+    ctl.configure(mid_scan_modify={"page": 1, "count": 40})
+    results = backfill(emu, "lytics", "users", T1, T2, "120d", tmp_path)
+    ctl.configure(mid_scan_modify=None)
+    assert_all(results)
+    (result,) = results
+    with connect(tmp_path) as con:
+        rows = con.execute(f"select _uid, _modified from {DATASET}.users").fetchall()
+    loaded = {k for k, _ in rows}
+    assert loaded <= before
+    assert all(T1 <= pendulum.instance(m) < T2 for _, m in rows)
+    moved = len(before) - len(loaded)
+    assert moved > 0, "some profiles changed ahead of the scan"
+    assert result.rows == len(loaded)
+    assert f"{moved} rows changed during the scan" in result.note

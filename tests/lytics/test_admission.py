@@ -3,6 +3,8 @@ fingerprints are committed, as when every row is shown to the cursor one by one.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -10,7 +12,15 @@ from hypothesis import strategies as st
 
 from sources.common.cursor import LookbackCursor
 from sources.common.errors import MalformedResponse
-from sources.lytics import _admit_rows, _check_keys, _seconds_before, canonical, to_canonical
+from sources.lytics import (
+    _admit_rows,
+    _check_keys,
+    _seconds_before,
+    _users_batch,
+    canonical,
+    to_canonical,
+    user_table,
+)
 from sources.lytics.tables import parse_iso_column
 
 LOOKBACK = 600
@@ -91,3 +101,11 @@ def test_a_profile_without_its_key_fails_naming_the_key_and_its_fields():
     with pytest.raises(MalformedResponse, match="without email"):
         _check_keys(pa.chunked_array([pa.array([None, "b"], pa.string())]), rows, "email")
     _check_keys(pa.chunked_array([pa.array(["a", "b"])]), rows, "_uid")  # every key present: no error
+
+
+def test_a_profile_whose_modified_time_does_not_read_fails_the_batch():
+    table, _ = user_table({"columns": []}, "_uid", [], 0)
+    good = {"_uid": "a", "_modified": "2026-01-05T10:00:00.5Z"}
+    assert _users_batch(table, [good], Counter(), "_uid").num_rows == 1
+    with pytest.raises(MalformedResponse, match="cannot read '2026-13-05T10:00:00Z'"):
+        _users_batch(table, [good, {"_uid": "b", "_modified": "2026-13-05T10:00:00Z"}], Counter(), "_uid")
