@@ -208,7 +208,9 @@ def admitted_events(spec: TableSpec, page: list[dict[str, Any]], cur: LookbackCu
     """One page of activities as a table of the rows ``cur`` admits (``None`` when it admits
     none), and how many it admitted. Columnar (:func:`columnar.events_table`) when the page
     allows it, else row by row as :func:`event_row` maps them; each row is admitted with the
-    same key, cursor value and content either way."""
+    same key, cursor value and content either way. On the columnar path the rows below the
+    cursor's floor (:meth:`LookbackCursor.set_floor`: no fingerprint needed) are found and
+    counted column-wise, and only the rest are shown to ``admit`` one by one."""
     table = columnar.events_table(spec, page)
     if table is None:
         keep = []
@@ -219,7 +221,24 @@ def admitted_events(spec: TableSpec, page: list[dict[str, Any]], cur: LookbackCu
                 keep.append(row)
         return (fitted_table(spec, keep, misfits) if keep else None), len(keep)
     admit = cur.admit
-    mask = [admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e)) for e in page]
+    floor = cur.floor
+    if floor is None or type(floor) is not int or floor <= 0:
+        mask = [admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e)) for e in page]
+    else:
+        # a row older than the lookback window of the cursor this run commits needs no
+        # fingerprint and loads as read (``admit`` would say so): those are found column-wise
+        # and only counted; the rest go through ``admit`` one by one, as above. A null ``time``
+        # in the table is a missing one (no cursor value: loaded) or 0 (below any floor > 0).
+        micros = table.column("time").cast(pa.int64())
+        inside = pc.fill_null(pc.greater_equal(micros, pa.scalar(floor * 1000, pa.int64())), False)
+        indices = pc.indices_nonzero(inside.combine_chunks() if isinstance(inside, pa.ChunkedArray) else inside)
+        cur.admit_below_floor(len(page) - len(indices))
+        if not len(indices):
+            return table, len(page)
+        mask = [True] * len(page)
+        for i in indices.to_pylist():
+            e = page[i]
+            mask[i] = admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e))
     kept = sum(mask)
     if kept == len(page):
         return table, kept

@@ -8,9 +8,13 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulators.synerise.data import Workspace
-from sources.synerise import S, columnar, event_row, fitted_table, item_row, profile_row, profiles_table
+from sources.common.cursor import LookbackCursor, fingerprint
+from sources.synerise import (S, admitted_events, columnar, event_row, fitted_table, item_row, profile_row,
+                              profiles_table)
 
 
 def slow_events(rows: list[dict[str, Any]]) -> pa.Table:
@@ -126,3 +130,52 @@ def test_odd_items_are_read_identically_or_refused(ws, change, refused):
     assert (table is None) == refused
     if table is not None:
         same(table, slow_items(rows), ("value",))
+
+
+def _admitted_row_by_row(page: list[dict[str, Any]], cur: LookbackCursor) -> tuple[pa.Table | None, int]:
+    """The reference: every row through ``cur.admit`` with its mapped row, then the kept rows."""
+    keep = [row for row in map(event_row, page)
+            if cur.admit(str(row["event_uuid"]), row["time"] if type(row["time"]) is int else None, row)]
+    return (slow_events(keep) if keep else None), len(keep)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offsets=st.lists(st.one_of(st.integers(-3_000, 3_000), st.sampled_from([None, "zero"])), min_size=1,
+                        max_size=40),
+       seen=st.lists(st.tuples(st.integers(0, 39), st.booleans()), max_size=20),
+       floor=st.sampled_from([1_700_000_000_000, 0]))
+def test_events_admitted_column_wise_equal_admitted_row_by_row(ws, offsets, seen, floor):
+    """Rows below the cursor's floor are admitted column-wise (counted, no fingerprint), the
+    rest one by one: the same table, the same count and the same state as every row through
+    ``admit``, with earlier fingerprints (unchanged re-reads dropped, changed ones loaded)."""
+    _, events = ws.window(0, 1 << 62, len(offsets))
+    page = []
+    for i, (ev, off) in enumerate(zip(events, offsets, strict=False)):
+        e = {**ws.render_event(ev), "eventUUID": f"e-{i}"}
+        if off is None:
+            e.pop("time")
+        else:
+            e["time"] = 0 if off == "zero" else floor + off
+        page.append(e)
+    prior: dict[str, str] = {}
+    for i, same_content in seen:
+        if i < len(page) and "time" in page[i]:
+            row = event_row(page[i])
+            prior[f"e-{i}"] = fingerprint(row) if same_content else "stale"
+    cursors = []
+    for _ in range(2):
+        cur = LookbackCursor({"cursor": floor + 600_000, "seen": dict(prior)}, lambda v: v - 600_000)
+        cur.set_floor(floor + 600_000)
+        cursors.append(cur)
+    fast, fast_kept = admitted_events(S.EVENTS, page, cursors[0], None)
+    slow, slow_kept = _admitted_row_by_row(page, cursors[1])
+    assert fast_kept == slow_kept
+    assert (fast is None) == (slow is None)
+    if fast is not None:
+        same(fast, slow)
+    states = []
+    for cur in cursors:
+        cur.commit(floor + 600_000)
+        states.append({k: v for k, v in cur._state.items() if k != "last_run"})
+        assert (cur.rows_read, cur.rows_admitted) == (len(page), slow_kept)
+    assert states[0] == states[1]
