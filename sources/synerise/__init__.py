@@ -60,7 +60,7 @@ from . import settings as S
 from .client import SyneriseClient, Unreadable, iso_to_ms
 from .keys import Keys
 
-__all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window",
+__all__ = ["synerise_source", "check_credentials", "SyneriseClient", "read_events_window", "events_window", "Density",
            "read_profile_events", "BACKFILL_RESOURCES"]
 
 #: the time-windowed resources (``cdp-sync backfill synerise --resource R``) and their time axis
@@ -673,16 +673,71 @@ def _within(rows: list[dict[str, Any]], lo: int, hi: int) -> bool:
     return True
 
 
+class Density:
+    """Events per millisecond in the answers under the cap so far, shared by the pieces of one
+    window: a guess at how finely to cut what is still to be read, so that fewer answers come
+    back full (a full answer is read and thrown away, then its window read again in parts).
+    It changes how many requests a window takes, never which events they return: every window
+    is still read whole, and an answer at the cap is still split until it is under the cap."""
+
+    #: cut a window before asking when about this share of the cap is expected in it ...
+    LIKELY_FULL = 0.9
+    #: ... into parts expected to hold about this share of the cap each
+    TARGET = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events = 0
+        self._ms = 0
+
+    def add(self, events: int, ms: int) -> None:
+        with self._lock:
+            self._events += events
+            self._ms += ms
+
+    def parts(self, a: int, b: int, limit: int, *, full: bool) -> int:
+        """How many parts to cut ``[a, b]`` into: after a full answer at least 2 (4 while no
+        answer under the cap has been read: the events per millisecond are not known yet);
+        before asking, 1 unless the window is expected to hold about the cap or more."""
+        span = b - a + 1
+        with self._lock:
+            expected = self._events * span / self._ms if self._ms else 0.0
+        if full and not expected:
+            return min(4, span)  # nothing read under the cap yet: the window holds `limit` or more
+        if full:
+            expected = max(expected, float(limit))  # at least `limit` events are in [a, b]
+        elif expected < self.LIKELY_FULL * limit:
+            return 1
+        k = -int(-expected // (self.TARGET * limit))  # ceil
+        return max(2 if full else 1, min(k, span))
+
+
+def _cut(a: int, b: int, k: int) -> list[tuple[int, int]]:
+    """``[a, b]`` as ``k`` disjoint windows covering it, oldest first (``1 <= k <= b - a + 1``)."""
+    span = b - a + 1
+    edges = [a + (i * span) // k for i in range(k + 1)]
+    return [(edges[i], edges[i + 1] - 1) for i in range(k)]
+
+
 def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int, overflow: Callable[[int, int], None],
-                stray: Callable[[], None] | None = None) -> Iterator[list[dict[str, Any]]]:
+                stray: Callable[[], None] | None = None, density: Density | None = None) -> Iterator[list[dict[str, Any]]]:
     """Every event in [lo, hi]: a full answer (``limit`` rows, no continuation) means the window
-    may hold more, so it is split in halves, depth first, oldest half first. Bounded: each split
-    halves the window, so the depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
+    may hold more, so it is split, depth first, oldest part first — in halves, or (``density``)
+    in as many parts as the events per millisecond read so far suggest, and a window expected
+    to be full is cut before it is asked for. Bounded: each split shrinks the window, so the
+    depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
     stack = [(lo, hi)]
     while stack:
         a, b = stack.pop()
+        if density is not None and a < b:
+            k = density.parts(a, b, limit, full=False)
+            if k > 1:
+                stack += reversed(_cut(a, b, k))
+                continue
         rows = api.activities(a, b, limit)
         if len(rows) < limit:
+            if density is not None:
+                density.add(len(rows), b - a + 1)
             if rows:
                 if stray is not None and not _within(rows, a, b):
                     stray()
@@ -694,9 +749,8 @@ def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int, overflow: Cal
                 stray()
             yield rows
             continue
-        mid = (a + b) // 2
-        stack.append((mid + 1, b))
-        stack.append((a, mid))
+        k = density.parts(a, b, limit, full=True) if density is not None else 2
+        stack += reversed(_cut(a, b, k))
 
 
 def read_events_window(
@@ -707,7 +761,8 @@ def read_events_window(
     """Pages of every workspace activity with ``lo <= time <= hi`` (ms), whatever the cap.
 
     The window is cut into ``chunk_ms`` pieces read concurrently by ``workers`` threads; each
-    piece is split further wherever a response comes back full. Touches no state: a scheduled run
+    piece is split further wherever a response comes back full, and cut before it is asked for
+    where the events per millisecond read so far say it would be (:class:`Density`). Touches no state: a scheduled run
     and a backfill of a past window both call it with explicit bounds. ``stray()`` (optional) is
     called for each response holding an event outside the bounds it was asked for (or without
     an integer ``time``): the pieces are disjoint, so without one each event is read once."""
@@ -716,7 +771,8 @@ def read_events_window(
     overflow = overflow or Overflow()
     chunk_ms = max(1, chunk_ms)
     pieces = [(a, min(a + chunk_ms - 1, hi)) for a in range(lo, hi + 1, chunk_ms)]
-    tasks = [lambda a=a, b=b: _split_read(api, a, b, limit, overflow, stray) for a, b in pieces]
+    density = Density()
+    tasks = [lambda a=a, b=b: _split_read(api, a, b, limit, overflow, stray, density) for a, b in pieces]
     return concurrent_pages(tasks, workers, name="synerise-events")
 
 
