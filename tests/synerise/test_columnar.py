@@ -13,8 +13,16 @@ from hypothesis import strategies as st
 
 from emulators.synerise.data import Workspace
 from sources.common.cursor import LookbackCursor, fingerprint
-from sources.synerise import (S, admitted_events, columnar, event_row, fitted_table, item_row, profile_row,
-                              profiles_table)
+from sources.synerise import (
+    S,
+    admitted_events,
+    columnar,
+    event_row,
+    fitted_table,
+    item_row,
+    profile_row,
+    profiles_table,
+)
 
 
 def slow_events(rows: list[dict[str, Any]]) -> pa.Table:
