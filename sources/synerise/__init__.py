@@ -684,11 +684,18 @@ class Density:
     LIKELY_FULL = 0.9
     #: ... into parts expected to hold about this share of the cap each
     TARGET = 0.5
+    #: never more parts than this at once: a guess from a burst must not fan out without bound
+    MAX_PARTS = 16
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events = 0
         self._ms = 0
+
+    @property
+    def known(self) -> bool:
+        with self._lock:
+            return self._ms > 0
 
     def add(self, events: int, ms: int) -> None:
         with self._lock:
@@ -696,20 +703,20 @@ class Density:
             self._ms += ms
 
     def parts(self, a: int, b: int, limit: int, *, full: bool) -> int:
-        """How many parts to cut ``[a, b]`` into: after a full answer at least 2 (4 while no
-        answer under the cap has been read: the events per millisecond are not known yet);
-        before asking, 1 unless the window is expected to hold about the cap or more."""
+        """How many parts to cut ``[a, b]`` into: after a full answer 2 to :attr:`MAX_PARTS` (4
+        while no answer under the cap has been read: the events per millisecond are not known
+        yet); before asking, 1 unless the window is expected to hold about the cap or more."""
         span = b - a + 1
         with self._lock:
-            expected = self._events * span / self._ms if self._ms else 0.0
-        if full and not expected:
-            return min(4, span)  # nothing read under the cap yet: the window holds `limit` or more
+            expected = self._events * span / self._ms if self._ms else None
+        if expected is None:
+            return min(4, span) if full else 1
         if full:
             expected = max(expected, float(limit))  # at least `limit` events are in [a, b]
         elif expected < self.LIKELY_FULL * limit:
             return 1
         k = -int(-expected // (self.TARGET * limit))  # ceil
-        return max(2 if full else 1, min(k, span))
+        return max(2 if full else 1, min(k, self.MAX_PARTS, span))
 
 
 def _cut(a: int, b: int, k: int) -> list[tuple[int, int]]:
@@ -723,16 +730,20 @@ def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int, overflow: Cal
                 stray: Callable[[], None] | None = None, density: Density | None = None) -> Iterator[list[dict[str, Any]]]:
     """Every event in [lo, hi]: a full answer (``limit`` rows, no continuation) means the window
     may hold more, so it is split, depth first, oldest part first — in halves, or (``density``)
-    in as many parts as the events per millisecond read so far suggest, and a window expected
-    to be full is cut before it is asked for. Bounded: each split shrinks the window, so the
-    depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
-    stack = [(lo, hi)]
+    in as many parts as the events per millisecond read so far suggest.
+
+    With ``density``, a window cut before that rate was known may be cut again, once, before it
+    is asked for, when the rate then says it would come back full; every other part is asked
+    for as it is (so a rate learnt from a burst costs at most :attr:`Density.MAX_PARTS` small
+    requests where it is wrong, and the answers correct it). Bounded: each split shrinks the
+    window, so the depth is at most log2(hi - lo) ≈ 25 for hours of milliseconds."""
+    stack = [(lo, hi, False)]  # (from, to, ask as it is)
     while stack:
-        a, b = stack.pop()
-        if density is not None and a < b:
+        a, b, ask = stack.pop()
+        if density is not None and not ask and a < b:
             k = density.parts(a, b, limit, full=False)
             if k > 1:
-                stack += reversed(_cut(a, b, k))
+                stack += [(x, y, True) for x, y in reversed(_cut(a, b, k))]
                 continue
         rows = api.activities(a, b, limit)
         if len(rows) < limit:
@@ -749,8 +760,11 @@ def _split_read(api: SyneriseClient, lo: int, hi: int, limit: int, overflow: Cal
                 stray()
             yield rows
             continue
-        k = density.parts(a, b, limit, full=True) if density is not None else 2
-        stack += reversed(_cut(a, b, k))
+        if density is None:
+            stack += [(x, y, True) for x, y in reversed(_cut(a, b, 2))]
+            continue
+        blind = not density.known  # parts cut without a rate may be cut again once it is known
+        stack += [(x, y, not blind) for x, y in reversed(_cut(a, b, density.parts(a, b, limit, full=True)))]
 
 
 def read_events_window(

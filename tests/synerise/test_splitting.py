@@ -27,6 +27,7 @@ class Window:
         self.times = sorted(times)
         self.order = order
         self.asked: list[tuple[int, int]] = []
+        self.served = 0  # rows answered, full answers (thrown away) included
 
     def activities(self, a: int, b: int, limit: int) -> list[dict[str, Any]]:
         assert a <= b
@@ -37,6 +38,7 @@ class Window:
             rows.reverse()
         elif self.order == "shuffled":
             rows.sort(key=lambda r: hash((r["eventUUID"], 7)))
+        self.served += min(len(rows), limit)
         return rows[:limit]
 
 
@@ -84,6 +86,30 @@ def test_cutting_by_density_reads_what_halving_reads(spread, bursts, limit, orde
     assert all(lo <= a <= b <= hi for a, b in fast.asked)
 
 
+def _reads(times: list[int], pieces: int, limit: int, density: Density | None) -> Window:
+    api, hi = Window(times, "newest"), max(times)
+    chunk = hi // pieces + 1
+    for a in range(0, hi + 1, chunk):
+        _read(api, a, min(a + chunk - 1, hi), limit, density)
+    return api
+
+
+def test_a_steady_stream_throws_fewer_full_answers_away_than_halving():
+    times = [i * 37 for i in range(20_000)]  # ~27 events a second for 740 s
+    halving, cut = _reads(times, 4, 100, None), _reads(times, 4, 100, Density())
+    assert cut.served - len(times) < 0.5 * (halving.served - len(times)), (cut.served, halving.served)
+    assert len(cut.asked) <= len(halving.asked)
+
+
+def test_a_rate_learnt_from_a_burst_does_not_fan_out_over_a_quiet_stretch():
+    # a dense stretch read first (1 event per ms), then 1 per second for ~17 minutes: the rate
+    # learnt first is 1,000 times too high for the rest; the answers correct it, and no cut
+    # makes more than MAX_PARTS requests on a guess
+    times = list(range(3_000)) + list(range(3_000, 1_000_000, 1_000))
+    halving, cut = len(_reads(times, 1, 100, None).asked), len(_reads(times, 1, 100, Density()).asked)
+    assert cut <= 2.5 * halving, (cut, halving)
+
+
 def test_density_cuts_a_window_expected_full_and_leaves_a_quiet_one_whole():
     d = Density()
     assert d.parts(0, 999, 1000, full=False) == 1  # nothing known: ask
@@ -93,3 +119,4 @@ def test_density_cuts_a_window_expected_full_and_leaves_a_quiet_one_whole():
     assert d.parts(0, 3999, 1000, full=False) == 4  # ~2,000 expected: four parts of ~500
     assert d.parts(0, 999, 1000, full=True) == 2
     assert d.parts(5, 6, 1000, full=True) == 2  # never more parts than milliseconds
+    assert d.parts(0, 10**9, 1000, full=False) == Density.MAX_PARTS  # a guess never fans out further
