@@ -236,10 +236,17 @@ class UuidSet:
     text is kept as two ``uint64`` words: ``key`` (its two 8-byte halves xor-ed, so UUIDs that
     share a prefix, such as time-ordered ones, still spread) and ``low`` (its second half), from
     which the UUID is whole again. They sit in runs sorted on ``key``, checked with Arrow's
-    ``search_sorted``; runs of similar size merge, so each value is re-sorted about log2(pages)
-    times and a page meets about log2(pages) runs. Equal keys are confirmed on ``low`` (a repeat,
-    or once in 2^64 two UUIDs). Any other text is kept as it is in a Python set (the two never hold
-    the same value)."""
+    ``search_sorted``; runs of similar size merge, up to :attr:`max_run` keys, so each value is
+    re-sorted about log2(max_run / page) times and a page meets that many runs plus one per
+    ``max_run`` values held. The bound keeps a merge's copies (both runs concatenated, the sort's
+    indices, the sorted result: about 40 bytes per key) near 20 MB; merged without it, the runs'
+    last doublings made the set alone peak at ~80 MB for 1,000,000 uuids (now ~40 MB) and ~310 MB
+    for 5,000,000 (now ~135 MB, for ~2 s more CPU: more runs to search). Equal keys are confirmed
+    on ``low`` (a repeat, or once in 2^64 two UUIDs). Any other text is kept as it is in a Python
+    set (the two never hold the same value)."""
+
+    #: keys in one merged run at most (8 MB of words; see above)
+    max_run = 1 << 19
 
     def __init__(self) -> None:
         self._runs: list[tuple[pa.Array, pa.Array]] = []  # (keys sorted, low words alike)
@@ -322,7 +329,8 @@ class UuidSet:
             return
         self._count += len(sk)
         self._runs.append((sk, sl))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+        while (len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0])
+               and len(self._runs[-2][0]) + len(self._runs[-1][0]) <= self.max_run):
             (ak, al), (bk, bl) = self._runs[-2], self._runs[-1]
             k, lo = pa.concat_arrays([ak, bk]), pa.concat_arrays([al, bl])
             order = pc.sort_indices(k)

@@ -35,11 +35,14 @@ def _page(n: int, start_us: int = 1_795_000_000 * US, step_us: int = 1000, **kw:
     return [_row(i, us_to_iso(start_us + i * step_us).replace("Z", "+00:00"), **kw) for i in range(n)]
 
 
-def test_uuid_set_keeps_each_uuid_once_like_the_row_by_row_set():
+@pytest.mark.parametrize("max_run", [None, 300])
+def test_uuid_set_keeps_each_uuid_once_like_the_row_by_row_set(max_run):
     rng = random.Random(7)
     fresh = lambda: str(uuid.UUID(int=rng.getrandbits(128)))  # noqa: E731
     pool = [fresh() for _ in range(200)]
     columnar, rowwise = UuidSet(), KeySet()
+    if max_run is not None:  # runs that stop merging at max_run keys: many runs, the same answers
+        columnar.max_run = max_run
     for p in range(400):  # enough pages for runs to merge many times
         page = [rng.choice(pool) if rng.random() < 0.03 else fresh() for _ in range(rng.randint(0, 120))]
         if p % 9 == 0 and page:
@@ -52,6 +55,9 @@ def test_uuid_set_keeps_each_uuid_once_like_the_row_by_row_set():
         got = columnar.first_seen(pa.array(page, type=pa.string()))
         assert (None if got is None else got.to_pylist()) == rowwise.first_seen(page), f"page {p}"
     assert len(columnar) == len(rowwise)
+    if max_run is not None:
+        runs = [len(keys) for keys, _ in columnar._runs]
+        assert max(runs) <= max_run and sum(r > max_run // 2 for r in runs) >= 20, runs
 
 
 def test_uuid_set_tells_apart_uuids_whose_halves_xor_to_one_key():
