@@ -528,6 +528,10 @@ def lytics_source(
                 return converted
 
             first_run = cur.value is None
+            if not first_run:
+                # the committed cursor never moves back: rows behind the stored cursor's lookback
+                # match no fingerprint in state and never need one (a snapshot reads them all)
+                cur.set_floor(cur.value)
             unfit: Counter[str] = Counter()
             loaded = RunKeys()
             yield from loaded.hinted(t for t in map(admitted, batched(pages, batch_rows)) if t.num_rows)

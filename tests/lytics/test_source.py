@@ -12,7 +12,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from sources.common.errors import AuthError, CdpSyncError, ConfigurationError, ServerError
-from sources.lytics import lytics_source, user_table
+from sources.lytics import _seconds_before, lytics_source, to_canonical, user_table
 from sources.lytics import settings as S
 
 from .truth import assert_table_equals, schema_kinds
@@ -286,3 +286,25 @@ def test_refused_tokens_and_bad_configuration(emu, make_pipeline):
         with pytest.raises(Exception) as exc:
             lytics_source(**kwargs)
         assert isinstance(root(exc.value), ConfigurationError), bad
+
+
+def test_snapshot_mode_reads_every_profile_and_stays_exact(emu, ctl, make_pipeline, tmp_path):
+    """``users_mode=snapshot`` scans the whole segment on every run; profiles behind the lookback
+    window are reloaded as read (the merge keeps one copy), unchanged ones inside it are not."""
+    pipeline = make_pipeline()
+    assert run(pipeline, source(emu, "users", users_mode="snapshot"))["users"] == SCALE
+    first_window = set(pipeline.state["sources"]["lytics"]["resources"]["users"]["seen"])
+    assert first_window, "the first run fingerprints its lookback window"
+    changed = set(ctl.mutate({"op": "modify_users", "count": 7})["uids"])
+    ctl.clear_requests()
+    counts = run(pipeline, source(emu, "users", users_mode="snapshot"))
+    body = [e["body"] or "" for e in scans(ctl.requests()) if "FROM user" in (e["body"] or "")]
+    assert body and all("_modified >" not in b for b in body), "a snapshot reads the whole segment"
+    state = pipeline.state["sources"]["lytics"]["resources"]["users"]
+    low = _seconds_before(S.DEFAULT_LOOKBACK_SECONDS)(state["cursor"])
+    window = {u["_uid"] for u in ctl.export("users") if to_canonical(u["_modified"], "t") >= low}
+    assert changed <= window
+    assert set(state["seen"]) == window, "fingerprints cover exactly the new lookback window"
+    assert counts["users"] == SCALE - len(first_window - changed), "unchanged rows of the stored window are skipped"
+    with connect(tmp_path) as con:
+        assert_users_equal(con, ctl)
