@@ -21,8 +21,10 @@ def run_cdp_sync(pipeline: Any, source: Any, *, workers: int, vendor: str, resou
     """One timed cdp-sync run of ``source``, as ``cdp-sync run`` loads (parquet; a load DuckDB
     cannot fit under its memory cap finished without it): the job's result for the harness."""
     from pipelines.destinations import run_within_cap
+    from pipelines.runtime import settle_heap
     from sources.common.progress import requests_made
 
+    settle_heap()  # as `cdp-sync run` does before its run (pipelines/cli.py)
     started = time.perf_counter()
 
     cpu_started = time.process_time()  # every thread of this process

@@ -157,6 +157,7 @@ def _run_pipeline(
     import dlt
 
     from pipelines.destinations import loader_file_format, run_within_cap
+    from pipelines.runtime import settle_heap
     from sources.common.progress import requests_made
 
     pipeline = dlt.pipeline(
@@ -170,6 +171,7 @@ def _run_pipeline(
     def warn(message: str) -> None:
         click.echo(f"{vendor.name}: warning: {message}", err=True)
 
+    settle_heap()  # the collector's thresholds and what the imports left alive (pipelines/runtime.py)
     before = requests_made(vendor.name)
     started = time.monotonic()
     if pipeline.has_pending_data:
@@ -382,6 +384,9 @@ def backfill(
                 click.echo(redact("".join(traceback.format_exception(result.error))), err=True)
             click.echo(f"{label}: FAILED after {result.seconds:.1f} s: {message}", err=True)
 
+    from pipelines.runtime import settle_heap
+
+    settle_heap()
     started = time.monotonic()
     results = bf.run_backfill(
         vendor, resource, windows, workers=workers, on_event=progress, pipeline_name=pipeline_name,

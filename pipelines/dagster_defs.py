@@ -98,6 +98,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from pipelines import backfill as bf
 from pipelines.destinations import loader_file_format, run_within_cap
+from pipelines.runtime import settle_heap
 from pipelines.vendors import VENDORS
 from sources.common.window import Window, iso, parse_instant
 
@@ -319,6 +320,7 @@ def scheduled_assets(settings: VendorSettings) -> AssetsDefinition:
         try:
             # credentials resolve now, the dlt way (environment, .dlt/secrets.toml)
             run = source()
+            settle_heap()
             if pipeline.has_pending_data:
                 # an earlier materialization stopped before its load finished (DuckDB over its
                 # memory cap, a crash): finish that package first, uncapped if it must be
