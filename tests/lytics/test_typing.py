@@ -83,6 +83,19 @@ def _reference(rows: list[dict]) -> pa.Table | type[MalformedResponse]:
     return table
 
 
+def _assert_converts_as(table: Table, rows: list[dict], want: pa.Table | type[MalformedResponse], label: str) -> None:
+    """``table.to_arrow(rows)`` gives ``want`` (the reference's table, or its refusal)."""
+    try:
+        got = table.to_arrow(rows)
+    except MalformedResponse:
+        got = MalformedResponse
+    if want is MalformedResponse or got is MalformedResponse:
+        assert got is want, label
+    else:
+        assert got.schema.types == want.schema.types, label
+        assert repr(got.to_pylist()) == repr(want.to_pylist()), label
+
+
 def _reads(kind: str, v: object) -> bool:
     return not isinstance(_reference([{"k": "1", "t": None, **{c: (v if c == f else None) for c in _KINDS}}
                                        for f in [next(c for c, k in _KINDS.items() if k == kind)]]), type)
@@ -99,15 +112,7 @@ def test_column_wise_conversion_equals_value_by_value(rows: list[dict]) -> None:
     want = _reference(typed)
     table = _probe_table()
     for attempt in ("every column in the one-pass read", "after the columns it refused left it"):
-        try:
-            got = table.to_arrow(rows)
-        except MalformedResponse:
-            got = MalformedResponse
-        if want is MalformedResponse or got is MalformedResponse:
-            assert got is want, attempt
-        else:
-            assert got.schema.types == want.schema.types, attempt
-            assert repr(got.to_pylist()) == repr(want.to_pylist()), attempt
+        _assert_converts_as(table, rows, want, attempt)
     # with misfits set aside: each value a column cannot hold is NULL there and text in attributes
     unfit: Counter[str] = Counter()
     fixed, moved = [], Counter()
@@ -150,16 +155,7 @@ def test_one_pass_read_equals_value_by_value(data: st.DataObject) -> None:
         if table._read_in_one_pass(rows):
             _ONE_PASS_TAKEN["taken"] += 1
         object.__setattr__(table, "_one_pass", before)
-        want = _reference(rows)
-        try:
-            got = table.to_arrow(rows)
-        except MalformedResponse:
-            got = MalformedResponse
-        if want is MalformedResponse or got is MalformedResponse:
-            assert got is want, label
-        else:
-            assert got.schema.types == want.schema.types, label
-            assert repr(got.to_pylist()) == repr(want.to_pylist()), label
+        _assert_converts_as(table, rows, _reference(rows), label)
 
 
 def test_one_pass_read_was_exercised() -> None:
