@@ -164,9 +164,6 @@ class RunKeys:
     def __init__(self) -> None:
         self._hashes = array("q")
 
-    def add(self, key: str) -> None:
-        self._hashes.append(hash(key))
-
     def extend(self, keys: pa.ChunkedArray | pa.Array) -> None:
         """The keys of a batch's loaded rows, as the destination holds them (the text column)."""
         self._hashes.extend(map(hash, keys.to_pylist()))
