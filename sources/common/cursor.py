@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pendulum
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def fingerprint(row: Mapping[str, Any]) -> str:
@@ -154,6 +156,31 @@ class LookbackCursor:
         self._state["cursor"] = new_cursor
         self._state["seen"] = seen
         self._state["last_run"] = _run_info(run_info, self)
+
+
+def admit_column_wise(cur: LookbackCursor, count: int, at: pa.Array | pa.ChunkedArray | None,
+                      edge: pa.Scalar | None, show: Callable[[int], bool]) -> pa.Array | None:
+    """Admit the ``count`` rows of a batch: the rows whose cursor column ``at`` is at least
+    ``edge`` (the floor of :meth:`LookbackCursor.set_floor`, in the column's type) are shown to
+    the cursor one by one and in order (``show(i)`` returns ``cur.admit(...)`` for row ``i``); the
+    rest, and rows without a cursor value, need no fingerprint and are only counted
+    (:meth:`LookbackCursor.admit_below_floor`). ``edge=None``: every row is shown. Returns the
+    mask of the rows kept, ``None`` when every row is."""
+    if at is None or edge is None:
+        visit: list[int] = list(range(count))
+    else:
+        inside = pc.fill_null(pc.greater_equal(at, edge), False)
+        if isinstance(inside, pa.ChunkedArray):
+            inside = inside.combine_chunks()
+        visit = pc.indices_nonzero(inside).to_pylist()
+        cur.admit_below_floor(count - len(visit))
+    dropped = [i for i in visit if not show(i)]
+    if not dropped:
+        return None
+    keep = [True] * count
+    for i in dropped:
+        keep[i] = False
+    return pa.array(keep, pa.bool_())
 
 
 def _run_info(extra: dict[str, Any], cur: LookbackCursor) -> dict[str, Any]:

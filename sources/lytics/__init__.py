@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from dlt.sources import DltResource
 
 from sources.common.arrow import batched, quiet_arrow_hint_warning
-from sources.common.cursor import LookbackCursor
+from sources.common.cursor import LookbackCursor, admit_column_wise
 from sources.common.errors import ConfigurationError, MalformedResponse
 from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
@@ -253,30 +253,18 @@ def _check_keys(keys: pa.ChunkedArray, rows: list[dict[str, Any]], primary_key: 
 
 def _admit_rows(cur: LookbackCursor, rows: list[dict[str, Any]], modified: pa.ChunkedArray,
                 primary_key: str) -> pa.Array | None:
-    """Show the cursor the rows of a batch that can lie inside the window it commits, one by
-    one and in order; the mask of the rows it keeps (``None``: all of them).
-
-    With a floor (the first run, :meth:`LookbackCursor.set_floor`), rows whose ``_modified``
-    lies below it (or who have none) need no fingerprint and are found column-wise: they load as
-    read and are only counted. The comparison is on the parsed times, a microsecond wide of the
-    floor (the cursor itself compares the exact text of the rows it is shown)."""
-    if cur.floor is None:
-        visit: list[int] = list(range(len(rows)))
-    else:
+    """The mask of the batch's rows the cursor keeps (``None``: all of them), by
+    :func:`admit_column_wise`. The floor is compared on the parsed times, a microsecond wide of it
+    (the cursor itself compares the exact text of the rows it is shown)."""
+    edge = None
+    if cur.floor is not None:
         edge = pa.scalar(iso_to_micros(cur.floor) - 1, type=pa.int64()).cast(modified.type)
-        visit = pc.indices_nonzero(pc.fill_null(pc.greater_equal(modified, edge), False)).to_pylist()
-        cur.admit_below_floor(len(rows) - len(visit))
-    dropped = []
-    for i in visit:
+
+    def show(i: int) -> bool:
         row = rows[i]
-        if not cur.admit(str(row[primary_key]), to_canonical(row.get("_modified"), "users._modified"), row):
-            dropped.append(i)
-    if not dropped:
-        return None
-    keep = [True] * len(rows)
-    for i in dropped:
-        keep[i] = False
-    return pa.array(keep, pa.bool_())
+        return cur.admit(str(row[primary_key]), to_canonical(row.get("_modified"), "users._modified"), row)
+
+    return admit_column_wise(cur, len(rows), modified, edge, show)
 
 
 # ---------------------------------------------------------------------------------- users table

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dlt
@@ -36,7 +36,7 @@ from dlt.sources import DltResource
 
 from sources.common.arrow import TIMESTAMP, TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
-from sources.common.cursor import LookbackCursor
+from sources.common.cursor import LookbackCursor, admit_column_wise
 from sources.common.errors import ConfigurationError
 from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
@@ -448,21 +448,12 @@ def _admitted(
     """``table`` (the converted ``rows``) without the rows the cursor turns away: unchanged
     re-reads of the lookback window, older copies of a row read newer. Only the rows that can
     lie inside the window the cursor commits are shown to it, one by one and in order."""
-    if cursor_values is None or floor is None:
-        visit: Iterable[int] = range(len(rows))
-    else:  # cursor >= floor, in C; a row without a cursor value is never inside the window
-        inside = pc.fill_null(pc.greater_equal(cursor_values, pa.scalar(floor, type=cursor_values.type)), False)
-        visit = pc.indices_nonzero(inside).to_pylist()
-        cur.admit_below_floor(len(rows) - len(visit))
-        if not visit:
-            return table
-    dropped = [i for i in visit if not cur.admit(pk(rows[i]), _cursor_value(rows[i], cursor, parse), rows[i])]
-    if not dropped:
-        return table
-    keep = [True] * len(rows)
-    for i in dropped:
-        keep[i] = False
-    return table.filter(pa.array(keep, type=pa.bool_()))
+    edge = None if cursor_values is None or floor is None else pa.scalar(floor, type=cursor_values.type)
+    keep = admit_column_wise(
+        cur, len(rows), cursor_values, edge,
+        lambda i: cur.admit(pk(rows[i]), _cursor_value(rows[i], cursor, parse), rows[i]),
+    )
+    return table if keep is None else table.filter(keep)
 
 
 def _counted(pages: Iterator[list[dict[str, Any]]], progress: ProgressLog) -> Iterator[list[dict[str, Any]]]:

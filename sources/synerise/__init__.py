@@ -47,7 +47,7 @@ from dlt.sources import DltResource
 
 from sources.common.arrow import TableSpec, TolerantConverter, batched, quiet_arrow_hint_warning
 from sources.common.concurrency import concurrent_pages
-from sources.common.cursor import LookbackCursor
+from sources.common.cursor import LookbackCursor, admit_column_wise
 from sources.common.errors import ConfigurationError, MalformedResponse
 from sources.common.hints import merge_run_hints
 from sources.common.http import RetryPolicy
@@ -220,29 +220,22 @@ def admitted_events(spec: TableSpec, page: list[dict[str, Any]], cur: LookbackCu
             if cur.admit(str(row["event_uuid"]), t if type(t) is int else None, row):
                 keep.append(row)
         return (fitted_table(spec, keep, misfits) if keep else None), len(keep)
-    admit = cur.admit
     floor = cur.floor
-    if floor is None or type(floor) is not int or floor <= 0:
-        mask = [admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e)) for e in page]
-    else:
-        # a row older than the lookback window of the cursor this run commits needs no
-        # fingerprint and loads as read (``admit`` would say so): those are found column-wise
-        # and only counted; the rest go through ``admit`` one by one, as above. A null ``time``
-        # in the table is a missing one (no cursor value: loaded) or 0 (below any floor > 0).
-        micros = table.column("time").cast(pa.int64())
-        inside = pc.fill_null(pc.greater_equal(micros, pa.scalar(floor * 1000, pa.int64())), False)
-        indices = pc.indices_nonzero(inside.combine_chunks() if isinstance(inside, pa.ChunkedArray) else inside)
-        cur.admit_below_floor(len(page) - len(indices))
-        if not len(indices):
-            return table, len(page)
-        mask = [True] * len(page)
-        for i in indices.to_pylist():
-            e = page[i]
-            mask[i] = admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e))
-    kept = sum(mask)
-    if kept == len(page):
-        return table, kept
-    return (table.filter(pa.array(mask, type=pa.bool_())) if kept else None), kept
+    # a row older than the lookback window of the cursor this run commits needs no fingerprint
+    # and loads as read: found column-wise and only counted. A null ``time`` in the table is a
+    # missing one (no cursor value: loaded) or 0 (below any floor > 0).
+    edge = pa.scalar(floor * 1000, pa.int64()) if type(floor) is int and floor > 0 else None
+    at = table.column("time").cast(pa.int64()) if edge is not None else None
+
+    def show(i: int) -> bool:
+        e = page[i]
+        return cur.admit(str(e["eventUUID"]), _cursor_time(e.get("time")), _EventRow(e))
+
+    keep = admit_column_wise(cur, len(page), at, edge, show)
+    if keep is None:
+        return table, len(page)
+    kept = pc.sum(keep).as_py() or 0
+    return (table.filter(keep) if kept else None), kept
 
 
 def profile_row(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
