@@ -356,6 +356,12 @@ class HttpClient:
                     vendor=self.vendor,
                 ) from None
             raise _Retryable(type(exc).__name__, error=exc) from None
+        # The body is read and cached on the response; its spent stream still points back at the
+        # response (httpx's BoundSyncStream), a reference cycle that keeps each whole body alive
+        # until the cyclic collector's next full pass. On a large load those bodies, freed late
+        # and in bulk, left the C heap fragmented: a million PostHog events peaked about 45 MB
+        # higher in the extract. An empty stream in its place lets the body go when the page does.
+        response.stream = httpx.ByteStream(b"")
         self._count("bytes", len(response.content))
         status = response.status_code
         if status in self.retry.statuses:
