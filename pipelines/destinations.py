@@ -86,9 +86,35 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
     job changes nothing (each job runs in a transaction) and dlt keeps the package, so loading it
     again uncapped finishes the same data, neither lost nor doubled; the warning says so and how to
     raise the cap instead."""
+    from pipelines.direct_load import append_first_loads, finish_interrupted_direct_loads, store_own_schemas
+
+    finish_interrupted_direct_loads(pipeline)
+    distrust_unique_rows(pipeline)
+    # dlt's ``run`` calls ``self.load`` once its packages are normalized: that is where a first load
+    # into an empty DuckDB table is switched to an append (pipelines/direct_load.py)
+    load = pipeline.load
+
+    def load_first_loads_directly(*args: Any, **kwargs: Any) -> Any:
+        switched = append_first_loads(pipeline)
+        info = load(*args, **kwargs)
+        if switched:
+            store_own_schemas(pipeline)
+        return info
+
+    if step == load:
+        step = load_first_loads_directly
+    pipeline.load = load_first_loads_directly
+    try:
+        return _run_capped(pipeline, step, warn)
+    finally:
+        pipeline.__dict__.pop("load", None)
+
+
+def _run_capped(pipeline: Any, step: Callable[[], Any], warn: Callable[[str], None] | None) -> Any:
     import logging
 
-    distrust_unique_rows(pipeline)
+    from pipelines.direct_load import finish_interrupted_direct_loads
+
     capped = getattr(pipeline.destination, "cdp_sync_memory_cap", None)
     if capped is None:
         return step()
@@ -107,6 +133,7 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
             f"DuckDB needed more than its memory cap ({limit}) for this load; finishing it without the cap "
             "(set [cdp_sync] duckdb_memory_limit higher, or \"none\", to skip the failed attempt)"
         )
+        finish_interrupted_direct_loads(pipeline)
         distrust_unique_rows(pipeline)
         return pipeline.load(destination=dlt.destinations.duckdb(credentials=path))
     finally:
