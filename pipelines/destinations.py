@@ -85,7 +85,10 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
     PostHog events with their properties need about 1 GB) fails under any fixed cap. A failed load
     job changes nothing (each job runs in a transaction) and dlt keeps the package, so loading it
     again uncapped finishes the same data, neither lost nor doubled; the warning says so and how to
-    raise the cap instead."""
+    raise the cap instead.
+
+    It is also where a first load into an empty DuckDB table becomes an append, and where one that
+    was interrupted is finished as a merge (:mod:`pipelines.direct_load`)."""
     from pipelines.direct_load import append_first_loads, finish_interrupted_direct_loads, store_own_schemas
 
     finish_interrupted_direct_loads(pipeline)
