@@ -17,6 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+#: one load job at a time on DuckDB. dlt otherwise copies several files at once (a Synerise load:
+#: profiles, catalog items and events), each insert holding its own uncommitted rows, so the
+#: load's memory grew with the number of tables on top of the cap; DuckDB already spreads one
+#: insert over its threads, and it has one writer
+DUCKDB_LOAD_ORDER = "sequential"
 
 
 def check_destination_name(name: str) -> None:
@@ -54,8 +59,9 @@ def duckdb_destination(path: str) -> Any:
 
     limit = duckdb_memory_limit()
     if limit is None:
-        return dlt.destinations.duckdb(credentials=path)
-    destination = dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}))
+        return dlt.destinations.duckdb(credentials=path, loader_parallelism_strategy=DUCKDB_LOAD_ORDER)
+    destination = dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}),
+                                          loader_parallelism_strategy=DUCKDB_LOAD_ORDER)
     destination.cdp_sync_memory_cap = (path, limit)  # read by run_within_cap
     return destination
 
@@ -138,7 +144,8 @@ def _run_capped(pipeline: Any, step: Callable[[], Any], warn: Callable[[str], No
         )
         finish_interrupted_direct_loads(pipeline)
         distrust_unique_rows(pipeline)
-        return pipeline.load(destination=dlt.destinations.duckdb(credentials=path))
+        return pipeline.load(destination=dlt.destinations.duckdb(credentials=path,
+                                                                 loader_parallelism_strategy=DUCKDB_LOAD_ORDER))
     finally:
         dlt_logger.removeFilter(quiet)
 

@@ -145,3 +145,45 @@ def test_other_failures_are_not_retried_uncapped(tmp_path, monkeypatch):
     nested = RuntimeError("outer")
     nested.__cause__ = MemoryError("Out of Memory Error: failed to allocate data of size 16.0 MiB")
     assert _out_of_memory(nested)
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_duckdb_loads_one_file_at_a_time(tmp_path, monkeypatch, capped):
+    """Several tables' files are copied one after the other, not at once (each copy holds its own
+    uncommitted rows); the control, dlt's own DuckDB destination, copies them at once."""
+    import threading
+    import time
+
+    from dlt.destinations.impl.duckdb import duck
+
+    monkeypatch.chdir(ROOT)
+    if not capped:
+        monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "none")
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = duck.DuckDbCopyJob.run
+
+    def counted(self):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.3)  # long enough for a parallel loader to start the others meanwhile
+            original(self)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(duck.DuckDbCopyJob, "run", counted)
+
+    @dlt.source
+    def three():
+        return [dlt.resource([{"id": i} for i in range(100)], name=f"t{n}") for n in range(3)]
+
+    for destination, expected in ((duckdb_destination(str(tmp_path / "ours.duckdb")), 1),
+                                  (dlt.destinations.duckdb(str(tmp_path / "dlt.duckdb")), 3)):
+        most[0] = 0
+        pipeline = dlt.pipeline(f"order{expected}", destination=destination, dataset_name="d",
+                                pipelines_dir=str(tmp_path / f"p{expected}"))
+        pipeline.run(three(), loader_file_format="parquet").raise_on_failed_jobs()
+        assert most[0] == expected
