@@ -1,8 +1,8 @@
 """HogQL pages of events as Arrow, column by column, and the run's set of event uuids.
 
 HogQL answers ``{"columns": [...], "results": [[...], ...]}``: positional rows. The events path
-never turns them into one dict per row: the rows are transposed once (``zip(*results)``, in C) and
-each column becomes an Arrow array in one call, typed as :data:`~sources.posthog.settings.EVENTS`
+never turns them into one dict per row: each run of :data:`CHUNK_ROWS` rows becomes one Arrow list
+array in one call and each column is taken out of it, typed as :data:`~sources.posthog.settings.EVENTS`
 declares (timestamps with their offsets parsed by Arrow's cast, ``properties`` kept as the JSON
 text PostHog sent, ``project_id`` repeated). A page that does not fit that fast path (a value of
 another type than the contract's, a timestamp Arrow cannot read, a ``properties`` value that is
@@ -76,39 +76,56 @@ def dict_rows(columns: Sequence[str], results: Sequence[Sequence[Any]], project_
     return out
 
 
+#: rows converted per Arrow call: a page of any size becomes tables of at most this many rows, so
+#: the page's intermediate buffers (the list array the rows become, the columns taken out of it)
+#: stay the same size whatever the page size (see :func:`hogql_table`)
+CHUNK_ROWS = 2048
+
+
 def hogql_table(columns: Sequence[str], results: Sequence[Sequence[Any]], spec: TableSpec,
-                constants: dict[str, Any]) -> tuple[pa.Table, dict[str, pa.Array]] | None:
+                constants: dict[str, Any]) -> tuple[pa.Table, dict[str, pa.ChunkedArray]] | None:
     """``results`` as a table of ``spec`` column by column (``constants``: columns with one value
     for the page) and, for the timestamp columns, their text as sent; ``None`` when a value does
-    not fit the fast path. Every value HogQL sends for these columns is text (or null): the whole
-    page becomes one Arrow list array in one call, and each column is taken out of it."""
+    not fit the fast path. Every value HogQL sends for these columns is text (or null): each run
+    of :data:`CHUNK_ROWS` rows becomes one Arrow list array in one call, and each column is taken
+    out of it, so the table's columns are chunked arrays of at most that many rows each. A page
+    of 10,000 rows converted in one piece needed a list array as large as the page beside its
+    columns (about 8 MB with the system allocator, several at once in the reading threads), and
+    those large blocks, freed out of order, left the C library's heap fragmented."""
     n = len(results)
-    try:
-        grid = pa.array(results, type=pa.list_(_STRING, len(columns)))
-    except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object where text is declared
-        return None
     where = {name: j for j, name in enumerate(columns)}
-    arrays: list[pa.Array] = []
-    sent: dict[str, pa.Array] = {}
-    try:
-        for name, kind in spec.columns.items():
-            field_type = spec.schema.field(name).type
-            if name in constants:
-                arrays.append(pa.repeat(pa.scalar(constants[name], field_type), n))
-                continue
-            if name not in where:
-                arrays.append(pa.nulls(n, field_type))
-                continue
-            arr = pc.list_element(grid, where[name])
-            if kind == "iso":  # typed by Arrow's cast; the text is kept for the rows as sent
-                sent[name], arr = arr, _iso_column(arr)
-            elif kind == "json":
-                arr = _json_object_column(arr)
-            elif kind != "text":
-                raise _NotFast
-            arrays.append(arr)
-    except _NotFast:
-        return None
+    pieces: dict[str, list[pa.Array]] = {}
+    sent_pieces: dict[str, list[pa.Array]] = {}
+    row_type = pa.list_(_STRING, len(columns))
+    for start in range(0, n, CHUNK_ROWS) if n else (0,):
+        chunk = results[start:start + CHUNK_ROWS]
+        m = len(chunk)
+        try:
+            grid = pa.array(chunk, type=row_type)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number or an object where text is declared
+            return None
+        try:
+            for name, kind in spec.columns.items():
+                field_type = spec.schema.field(name).type
+                if name in constants:
+                    arr = pa.repeat(pa.scalar(constants[name], field_type), m)
+                elif name not in where:
+                    arr = pa.nulls(m, field_type)
+                else:
+                    arr = pc.list_element(grid, where[name])
+                    if kind == "iso":  # typed by Arrow's cast; the text is kept for the rows as sent
+                        sent_pieces.setdefault(name, []).append(arr)
+                        arr = _iso_column(arr)
+                    elif kind == "json":
+                        arr = _json_object_column(arr)
+                    elif kind != "text":
+                        raise _NotFast
+                pieces.setdefault(name, []).append(arr)
+        except _NotFast:
+            return None
+        del grid, chunk
+    arrays = [pa.chunked_array(pieces[name], type=spec.schema.field(name).type) for name in spec.columns]
+    sent = {name: pa.chunked_array(p, type=_STRING) for name, p in sent_pieces.items()}
     return pa.Table.from_arrays(arrays, schema=spec.schema), sent
 
 
@@ -122,7 +139,7 @@ class EventPage:
     project_id: int
     columns: list[str]
     table: pa.Table
-    sent: dict[str, pa.Array]
+    sent: dict[str, pa.Array | pa.ChunkedArray]
     results: list[list[Any]] | None = None
 
     @classmethod

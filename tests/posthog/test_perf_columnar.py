@@ -10,10 +10,12 @@ import uuid
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sources.common.arrow import rows_to_table
 from sources.common.cursor import LookbackCursor
-from sources.posthog import _admit_page, _minus
+from sources.posthog import _admit_page, _minus, columnar
 from sources.posthog.client import cursor_text, iso_to_us, us_to_iso
 from sources.posthog.columnar import EventPage, UuidSet, batched_tables, dict_rows, uuid_words
 from sources.posthog.keys import KeySet
@@ -104,6 +106,44 @@ def test_the_fast_table_is_the_row_by_row_table():
             fast_col = [None if v is None else orjson.loads(v) for v in fast_col]
             slow_col = [None if v is None else orjson.loads(v) for v in slow_col]
         assert fast_col == slow_col, name
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 40), chunk=st.integers(1, 9), seed=st.integers(0, 10_000),
+       bad=st.one_of(st.none(), st.tuples(st.integers(0, 39), st.sampled_from([
+           ("properties", '["not", "an object"]'), ("timestamp", "2026-11-20 10:00:00"), ("distinct_id", 12345),
+           ("properties", ""), ("session_id", None)]))),
+       picks=st.lists(st.integers(0, 39), max_size=8))
+def test_a_page_converted_in_chunks_is_the_row_by_row_page(n, chunk, seed, bad, picks):
+    """A page converted :data:`~sources.posthog.columnar.CHUNK_ROWS` rows at a time (here 1..9, so
+    pages span many chunks) gives the row-by-row table, the rows as sent (all, some, a filter of
+    them), and falls back as a whole when a value in any chunk does not fit the fast path."""
+    random.seed(seed)
+    results = _page(n)
+    if bad is not None and n:
+        at, (column, value) = bad
+        results[at % n][EVENT_COLUMNS.index(column)] = value
+    sent = [list(r) for r in results]
+    default, columnar.CHUNK_ROWS = columnar.CHUNK_ROWS, chunk
+    try:
+        page = EventPage.build(list(EVENT_COLUMNS), results, PID)
+    finally:
+        columnar.CHUNK_ROWS = default
+    assert page.results is not None or page.table.column("uuid").num_chunks == max(1, -(-n // chunk))
+    want = dict_rows(EVENT_COLUMNS, sent, PID)
+    slow = rows_to_table(want, EVENTS)
+    assert page.table.schema == slow.schema
+    for name in EVENTS.columns:
+        fast_col, slow_col = page.table.column(name).to_pylist(), slow.column(name).to_pylist()
+        if name == "properties":  # the same JSON; the fast path keeps PostHog's text
+            fast_col = [None if v is None else orjson.loads(v) for v in fast_col]
+            slow_col = [None if v is None else orjson.loads(v) for v in slow_col]
+        assert fast_col == slow_col, name
+    assert page.rows() == want
+    indices = sorted({i % n for i in picks}) if n else []
+    assert page.rows(indices) == [want[i] for i in indices]
+    mask = pa.array([i in indices for i in range(n)], type=pa.bool_())
+    assert page.where(mask).rows() == [want[i] for i in indices]
 
 
 @pytest.mark.parametrize("column, value", [
