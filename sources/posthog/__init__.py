@@ -132,7 +132,7 @@ def read_event_pages(api: PostHogClient, project_id: int, start_us: int, end_us:
     expected = api.count_events(project_id, start_us, end_us)
     uuids = UuidSet()
     read = repeats = 0
-    for page in concurrent_pages(tasks, workers, name=f"posthog-events-{project_id}"):
+    for page in concurrent_pages(tasks, workers, queue_pages=_queued(workers), name=f"posthog-events-{project_id}"):
         read += len(page)
         first = uuids.first_seen(page.table.column("uuid"))
         if first is not None:
@@ -149,6 +149,12 @@ def read_summary_day(api: PostHogClient, project_id: int, day_start_us: int, day
     """The daily counts of one project day ``[start, end)`` (``day``: the date PostHog must
     report for it); no state is read or written."""
     yield from api.summaries_window(project_id, day_start_us, day_end_us, day=day)
+
+
+def _queued(workers: int) -> int:
+    """Event pages queued for the extract: :data:`~.settings.EVENT_PAGES_QUEUED_PER_WORKER` per
+    reading thread."""
+    return max(1, int(workers)) * S.EVENT_PAGES_QUEUED_PER_WORKER
 
 
 def _window_task(api: PostHogClient, pid: int, a: int, b: int, page_size: int) -> Callable[[], Iterator[EventPage]]:
@@ -376,7 +382,7 @@ def posthog_source(
             # interleave projects so every project's three query slots are used at once
             tasks = [t for group in _round_robin(tasks_by_project) for t in group]
             workers = min(int(query_concurrency) * max(1, len(tasks_by_project)), 8)
-            pages = concurrent_pages(tasks, workers, name="posthog-events")
+            pages = concurrent_pages(tasks, workers, queue_pages=_queued(workers), name="posthog-events")
             read = dict.fromkeys(cursors, 0)
             uuids = {pid: UuidSet() for pid in cursors}
             repeats = dict.fromkeys(cursors, 0)
@@ -482,8 +488,8 @@ def posthog_source(
                                            int(events_window_hours), int(query_concurrency)) for p in projects]
             # each project keeps its own three query slots busy; projects run side by side
             workers = max(1, min(len(per_project), 8 // int(query_concurrency)))
-            pages = (p.table for p in _counted(concurrent_pages(per_project, workers, name="posthog-events-window"),
-                                               progress))
+            pages = (p.table for p in _counted(concurrent_pages(per_project, workers, queue_pages=_queued(workers),
+                                                                name="posthog-events-window"), progress))
             first = True
             for page in batched_tables(pages, int(batch_rows)):
                 page = count(page)

@@ -29,6 +29,11 @@ DEFAULT_SUMMARY_DAYS = 3
 DEFAULT_PERSONS_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_BATCH_ROWS = 10_000
+#: event pages waiting for the extract per reading thread (beside the one each thread holds while
+#: it waits): the pages read ahead are what the events read holds, so the bound is per thread and
+#: small (at four per thread, pages of 10,000 rows kept ~50 MB waiting and the C library's heap
+#: of each reading thread grew with them; one per thread keeps every query slot busy all the same)
+EVENT_PAGES_QUEUED_PER_WORKER = 1
 #: fingerprints of lookback-window events kept in state per project (beyond: none, re-merge)
 DEFAULT_MAX_FINGERPRINTS = 100_000
 
