@@ -136,7 +136,8 @@ def _repair_leaked(pipeline: Any, schema: Any) -> list[str]:
 
 def append_first_loads(pipeline: Any) -> list[str]:
     """In each package not yet started, switch to ``append`` every root merge table whose rows
-    are unique in its run and whose DuckDB table is absent or empty; returns the tables switched."""
+    are unique in its run and whose DuckDB table is absent or empty (or is dropped or truncated
+    by a refresh before the package's first job); returns the tables switched."""
     from sources.common.hints import DEDUPLICATED
 
     if not _is_duckdb(pipeline):
@@ -149,13 +150,17 @@ def append_first_loads(pipeline: Any) -> list[str]:
         schema = packages.load_schema(load_id)
         repaired = _repair_leaked(pipeline, schema)
         candidates = [t for t in _merge_roots(schema) if t.get(DEDUPLICATED) and t["name"] not in repaired]
-        chosen = []
-        if candidates:
+        # tables a refresh drops or truncates before the package's first job are empty by then
+        state = packages.get_load_package_state(load_id)
+        emptied = {t["name"] for key in ("dropped_tables", "truncated_tables") for t in state.get(key) or ()}
+        chosen = [t for t in candidates if t["name"] in emptied]
+        rest = [t for t in candidates if t["name"] not in emptied]
+        if rest:
             with pipeline.sql_client(schema.name) as client:
                 if not client.has_dataset():
-                    chosen = candidates
+                    chosen += rest
                 else:
-                    chosen = [t for t in candidates if _absent_or_empty(client, t["name"])]
+                    chosen += [t for t in rest if _absent_or_empty(client, t["name"])]
         for table in chosen:
             _quiet_dedup_sort_warning(table["name"])
             table["write_disposition"] = "append"

@@ -50,8 +50,10 @@ SCRIPT = textwrap.dedent('''
             os._exit(9)  # the second file's copy is committed in DuckDB; dlt never hears of it
 
     duck.DuckDbCopyJob.run = run_and_record
-    if mode in ("run", "die"):
-        run_within_cap(pipeline, lambda: pipeline.run(rows(), loader_file_format="parquet")).raise_on_failed_jobs()
+    if mode in ("run", "die", "refresh"):
+        refresh = "drop_sources" if mode == "refresh" else None
+        run_within_cap(pipeline, lambda: pipeline.run(rows(), loader_file_format="parquet", refresh=refresh)
+                       ).raise_on_failed_jobs()
     else:
         assert pipeline.has_pending_data
         finish = pipeline.load if mode == "finish-plain" else (lambda: run_within_cap(pipeline, pipeline.load))
@@ -161,3 +163,9 @@ def test_a_marker_restored_with_a_schema_is_undone_not_trusted(tmp_path: Path) -
     pipeline.load().raise_on_failed_jobs()
     with pipeline.sql_client() as client:
         assert client.execute_sql("select count(*) from rows")[0][0] == 10
+
+
+def test_a_full_refresh_appends_into_the_table_it_drops(tmp_path: Path) -> None:
+    assert _copies(_step(tmp_path, "run")) == ["final"] * 3
+    assert _copies(_step(tmp_path, "refresh", start=2000)) == ["final"] * 3  # dropped first, then appended
+    assert _table(tmp_path) == (3000, 3000, 4999)
