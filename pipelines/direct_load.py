@@ -69,13 +69,16 @@ def _packages(pipeline: Any) -> tuple[Any, list[str]]:
 
 
 def _merge_roots(schema: Any) -> list[dict[str, Any]]:
-    """The package's root merge tables (nested tables are merged through their root and stay
-    with dlt's merge)."""
+    """The package's root tables merged by dlt's plain ``delete-insert`` whose rows all become
+    rows: not nested tables (merged through their root), not a table with a ``hard_delete``
+    column (its marked rows delete a key instead of landing: a Synerise profile merged away),
+    not another merge strategy."""
     parents = {t.get("parent") for t in schema.tables.values() if t.get("parent")}
     return [
         t for name, t in schema.tables.items()
         if not name.startswith("_dlt") and not t.get("parent") and name not in parents
-        and _disposition(t) == "merge"
+        and _disposition(t) == "merge" and t.get("x-merge-strategy") in (None, "delete-insert")
+        and not any(c.get("hard_delete") for c in t.get("columns", {}).values())
     ]
 
 

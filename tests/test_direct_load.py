@@ -169,3 +169,25 @@ def test_a_full_refresh_appends_into_the_table_it_drops(tmp_path: Path) -> None:
     assert _copies(_step(tmp_path, "run")) == ["final"] * 3
     assert _copies(_step(tmp_path, "refresh", start=2000)) == ["final"] * 3  # dropped first, then appended
     assert _table(tmp_path) == (3000, 3000, 4999)
+
+
+def test_a_table_whose_rows_can_delete_is_merged_even_when_empty(tmp_path: Path) -> None:
+    """A row whose ``hard_delete`` column is set deletes its key in a merge; appended, it would
+    land as a row (a Synerise profile merged away into another)."""
+    import dlt
+
+    from pipelines.destinations import run_within_cap
+    from sources.common.hints import merge_run_hints
+
+    pipeline = dlt.pipeline(pipeline_name="deletes", destination=dlt.destinations.duckdb(str(tmp_path / "d.duckdb")),
+                            dataset_name="data", pipelines_dir=str(tmp_path / "pipelines"))
+
+    @dlt.resource(name="rows", primary_key="id", write_disposition="merge",
+                  columns={"gone": {"data_type": "bool", "nullable": True, "hard_delete": True}})
+    def rows():
+        page = [{"id": i, "gone": None} for i in range(10)] + [{"id": 99, "gone": True}]
+        yield merge_run_hints(page, unique_in_run=True)
+
+    run_within_cap(pipeline, lambda: pipeline.run(rows(), loader_file_format="parquet")).raise_on_failed_jobs()
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("select count(*), max(id) from rows")[0] == (10, 9)
