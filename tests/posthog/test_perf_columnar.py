@@ -90,6 +90,16 @@ def test_uuid_words_refuse_what_is_not_a_canonical_uuid():
     assert [x.to_bytes(8, "little") + y.to_bytes(8, "little") for x, y in zip(h.to_pylist(), lo.to_pylist(),
                                                                             strict=True)] == want
 
+def _same_columns(fast: pa.Table, slow: pa.Table) -> None:
+    """Column by column the same values (``properties`` the same JSON: the fast path keeps PostHog's text)."""
+    for name in EVENTS.columns:
+        fast_col, slow_col = fast.column(name).to_pylist(), slow.column(name).to_pylist()
+        if name == "properties":
+            fast_col = [None if v is None else orjson.loads(v) for v in fast_col]
+            slow_col = [None if v is None else orjson.loads(v) for v in slow_col]
+        assert fast_col == slow_col, name
+
+
 
 def test_the_fast_table_is_the_row_by_row_table():
     random.seed(1)
@@ -100,12 +110,7 @@ def test_the_fast_table_is_the_row_by_row_table():
     slow = rows_to_table(dict_rows(EVENT_COLUMNS, results, PID), EVENTS)
     assert page.table.schema == slow.schema
     assert page.table.column("properties")[3].as_py() is None
-    for name in EVENTS.columns:
-        fast_col, slow_col = page.table.column(name).to_pylist(), slow.column(name).to_pylist()
-        if name == "properties":  # the same JSON; the fast path keeps PostHog's text
-            fast_col = [None if v is None else orjson.loads(v) for v in fast_col]
-            slow_col = [None if v is None else orjson.loads(v) for v in slow_col]
-        assert fast_col == slow_col, name
+    _same_columns(page.table, slow)
 
 
 @settings(max_examples=60, deadline=None)
@@ -133,12 +138,7 @@ def test_a_page_converted_in_chunks_is_the_row_by_row_page(n, chunk, seed, bad, 
     want = dict_rows(EVENT_COLUMNS, sent, PID)
     slow = rows_to_table(want, EVENTS)
     assert page.table.schema == slow.schema
-    for name in EVENTS.columns:
-        fast_col, slow_col = page.table.column(name).to_pylist(), slow.column(name).to_pylist()
-        if name == "properties":  # the same JSON; the fast path keeps PostHog's text
-            fast_col = [None if v is None else orjson.loads(v) for v in fast_col]
-            slow_col = [None if v is None else orjson.loads(v) for v in slow_col]
-        assert fast_col == slow_col, name
+    _same_columns(page.table, slow)
     assert page.rows() == want
     indices = sorted({i % n for i in picks}) if n else []
     assert page.rows(indices) == [want[i] for i in indices]
