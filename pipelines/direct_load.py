@@ -5,10 +5,11 @@ the final table whose keys are in staging and inserts staging into it. When the 
 absent or empty and the run's rows are unique on the key by construction (the
 ``x-stage-data-deduplicated`` hint of :mod:`sources.common.hints`), that merge cannot change
 anything: appending the files straight into the final table gives the same rows, without the
-staging copy, its checkpoint and the merge (a first load of 100,000 Lytics profiles: about half
-the load's CPU). :func:`append_first_loads` decides this per table of each package about to be
-loaded, just before dlt's load step, by switching the table to ``append`` in that package's
-schema and marking it (``x-cdp-direct-first-load``).
+staging copy, its checkpoint and the merge (a first load of 100,000 Lytics profiles: about a
+third of the load's CPU). :func:`append_first_loads` decides this per table of each package about
+to be loaded, just before dlt's load step, by switching the table to ``append`` in that package's
+schema and marking it (``x-cdp-direct-first-load``). Not for a table whose rows do not all land as
+rows: one with a ``hard_delete`` column (a marked row deletes its key) or another merge strategy.
 
 **An interrupted direct load.** DuckDB commits each file's copy in its own transaction, and dlt
 records the job as done only afterwards, so a process killed in between copies that file again
@@ -23,8 +24,10 @@ or doubled. A package that never started loading goes back to an ordinary merge.
 Only DuckDB, and only where the check and the load happen in one process one after the other:
 that process is DuckDB's one writer, and cdp-sync's loads into one DuckDB file run one at a
 time (``pipelines.backfill`` holds a process-wide lock around its loads). The decision is
-written in the package's copy of the schema; the pipeline's own schema keeps ``merge``, and each
-run's resources declare ``merge`` again.
+written in the package's copy of the schema, which dlt stores in the destination when the load
+begins; the pipeline's own schema keeps ``merge`` and is stored after the load
+(:func:`store_own_schemas`), so a pipeline restored from the destination merges, and a marker that
+comes back with a restored schema anyway is undone (:func:`_repair_leaked`).
 """
 
 from __future__ import annotations
