@@ -96,14 +96,17 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
     It is also where a first load into an empty DuckDB table becomes an append, and where one that
     was interrupted is finished as a merge (:mod:`pipelines.direct_load`)."""
     from pipelines.direct_load import append_first_loads, finish_interrupted_direct_loads, store_own_schemas
+    from pipelines.runtime import release_freed_memory
 
     finish_interrupted_direct_loads(pipeline)
     distrust_unique_rows(pipeline)
-    # dlt's ``run`` calls ``self.load`` once its packages are normalized: that is where a first load
-    # into an empty DuckDB table is switched to an append (pipelines/direct_load.py)
+    # dlt's ``run`` calls ``self.load`` once its packages are normalized: that is where the memory
+    # the extract freed is handed back (pipelines/runtime.py) and a first load into an empty DuckDB
+    # table is switched to an append (pipelines/direct_load.py)
     load = pipeline.load
 
-    def load_first_loads_directly(*args: Any, **kwargs: Any) -> Any:
+    def prepared_load(*args: Any, **kwargs: Any) -> Any:
+        release_freed_memory()
         switched = append_first_loads(pipeline)
         info = load(*args, **kwargs)
         if switched:
@@ -111,8 +114,8 @@ def run_within_cap(pipeline: Any, step: Callable[[], Any], *, warn: Callable[[st
         return info
 
     if step == load:
-        step = load_first_loads_directly
-    pipeline.load = load_first_loads_directly
+        step = prepared_load
+    pipeline.load = prepared_load
     try:
         return _run_capped(pipeline, step, warn)
     finally:

@@ -12,11 +12,21 @@ of collector CPU, of which 0.54–0.69 s full collections (benchmarks/README.md)
 collector's thresholds stay CPython's: raising them was measured too, and it let reference cycles
 that hold a whole response body (an httpx response and its stream refer to each other) pile up
 between collections: PostHog's peak at a million events went from about 430 MB to 815 MB.
+
+**Memory freed by the extract.** The pages are read and converted by pool threads, each with its
+own C heap (Arrow runs on the C library's malloc), and a heap keeps what its threads freed for
+reuse: resident into the load step, where a full load's peak is (DuckDB's inserts).
+:func:`release_freed_memory`, called once the packages are normalized and before the load,
+hands it back (Arrow's ``release_unused``: ``malloc_trim`` under glibc). Measured on a first
+Synerise run of profiles, events and catalog items, at the start of the load: about 242 -> 230 MB
+at 1,070,000 rows, 218 -> 211 MB at 100,000.
 """
 
 from __future__ import annotations
 
 import gc
+
+import pyarrow as pa
 
 
 def settle_heap() -> None:
@@ -24,3 +34,8 @@ def settle_heap() -> None:
     source are built, before the run starts."""
     gc.collect()
     gc.freeze()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory the extract freed back to the system (see the module doc)."""
+    pa.default_memory_pool().release_unused()

@@ -421,10 +421,7 @@ def posthog_source(
                 cur.commit(us_to_iso(end) if end is not None else None, mode=mode, windows=n_windows)
             _note_unreachable(state, unreachable)
             progress.done(f"{api.queries - queries_before} queries")
-        uuids.clear()
-        # the pages' memory back to the system before the load step (Arrow's allocator keeps
-        # freed blocks for reuse): measured, the run's peak RSS, which is the load's, drops ~100 MB
-        pa.default_memory_pool().release_unused()
+        uuids.clear()  # the freed memory goes back before the load (pipelines.runtime.release_freed_memory)
 
     # -- event summaries -----------------------------------------------------------------------
 

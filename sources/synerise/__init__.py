@@ -1032,7 +1032,6 @@ def synerise_source(
         state["last_run"] = {"finished_at": pendulum.now("UTC").to_iso8601_string(), "mode": "snapshot (/v4/clients)",
                              "rows_loaded": len(seen), "merged_away_removed": len(gone), **walk.info()}
         progress.done(f"snapshot, {len(gone)} merged-away removed")
-        _release_memory()
 
     def _profiles_export(api: SyneriseClient, progress: ProgressLog) -> Iterator[Any]:
         task = api.create_export(str(export_segmentation_uuid), fields, exp_exprs, exp_aggs)
@@ -1103,7 +1102,6 @@ def synerise_source(
                 cur.commit(hi, mode="first run" if cur.value is None else "incremental", window_from=lo,
                            window_to=hi, requests=api.http.stats["requests"] - before)
             progress.done(f"window {_iso(lo)} .. {_iso(hi)}")
-            _release_memory()
 
     def events_in_window() -> Iterator[pa.Table]:
         """Bounded mode: every activity with ``start <= time < end`` that the API still holds.
@@ -1294,7 +1292,6 @@ def synerise_source(
         for cid, w in walks.items():
             _finish_walk("catalog_items", w, state, allow_incomplete, key=f"catalog {cid}")
         progress.done(f"{len(ids)} catalogs")
-        _release_memory()
 
     def tags() -> Iterator[pa.Table]:
         progress = ProgressLog(S.VENDOR, "tags")
@@ -1453,19 +1450,6 @@ def _aggregate_summary(x: dict[str, Any]) -> dict[str, Any]:
     return {"uuid": x.get("uuid"), "hash_id": x.get("hashId"), "name": x.get("name"),
             "created_at": _ts(x.get("createdAt")), "is_dynamic_analytic": x.get("isDynamicAnalytic"),
             "variables": x.get("variables")}
-
-
-def _release_memory() -> None:
-    """The memory a read has freed, handed back to the system once the read is over.
-
-    The events and catalog pages are read and converted by pool threads, each with its own C
-    heap (with Arrow on the C library's allocator, as cdp-sync runs it, that is malloc's), and
-    a heap keeps what its threads freed for reuse, resident into the load step, where a full
-    load's peak is (DuckDB's inserts). Arrow's ``release_unused`` returns it (``malloc_trim``
-    under glibc, mimalloc's collection otherwise): measured at the start of the load step of a
-    first run of profiles, events and catalog items, about 242 -> 230 MB at 1,070,000 rows and
-    218 -> 211 MB at 100,000."""
-    pa.default_memory_pool().release_unused()
 
 
 def _iso(ms: int) -> str:

@@ -187,3 +187,26 @@ def test_duckdb_loads_one_file_at_a_time(tmp_path, monkeypatch, capped):
                                 pipelines_dir=str(tmp_path / f"p{expected}"))
         pipeline.run(three(), loader_file_format="parquet").raise_on_failed_jobs()
         assert most[0] == expected
+
+
+def test_the_extract_s_freed_memory_is_handed_back_once_before_the_load(tmp_path, monkeypatch):
+    """``run_within_cap`` releases the memory the extract freed after normalize, before the
+    load step (once per load), whatever the vendor."""
+    import pipelines.runtime as runtime
+
+    monkeypatch.chdir(ROOT)
+    pipeline = dlt.pipeline("release", destination=duckdb_destination(str(tmp_path / "r.duckdb")),
+                            dataset_name="d", pipelines_dir=str(tmp_path / "p"))
+    seen: list[tuple[int, bool]] = []
+    release = runtime.release_freed_memory
+
+    def counted() -> None:
+        with pipeline.sql_client() as client:
+            loaded = client.has_dataset() and bool(client.execute_sql(
+                "select 1 from information_schema.tables where table_name = 't'"))
+        seen.append((len(pipeline.list_normalized_load_packages()), loaded))
+        release()
+
+    monkeypatch.setattr(runtime, "release_freed_memory", counted)
+    run_within_cap(pipeline, lambda: pipeline.run([{"a": 1}], table_name="t")).raise_on_failed_jobs()
+    assert seen == [(1, False)]  # one normalized package, nothing loaded yet

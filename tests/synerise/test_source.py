@@ -440,28 +440,3 @@ def test_profiles_deleted_mid_walk_do_not_make_the_snapshot_skip_anyone(emu, ctl
     # deleted outright: no tombstone in the API, so what was read before the delete stays (documented)
     assert set(loaded) - live == set(everyone[:4])
 
-
-def test_full_reads_hand_their_freed_memory_back_and_load_the_same_rows(emu, ctl, make_pipeline, tmp_path,
-                                                                        monkeypatch):
-    """Each full read (profiles, events, catalog items) hands the memory it freed back once it
-    is over, after its last table: the rows loaded are still exactly the emulator's."""
-    import sources.synerise as synerise
-
-    released: list[bool] = []
-    release = synerise._release_memory
-
-    def counted() -> None:
-        released.append(True)
-        release()
-
-    monkeypatch.setattr(synerise, "_release_memory", counted)
-    pipeline = make_pipeline()
-    counts = run(pipeline, source(emu, "profiles", "events", "catalog_items"))
-    assert len(released) == 3, released
-    assert counts["profiles"] == len(ctl.export("profiles")) and counts["catalog_items"] > 0
-    window = resource_state(pipeline, "events")["last_run"]
-    with connect(tmp_path) as con:
-        for table in ("profiles", "catalog_items"):
-            assert_table_equals(con, "data", table, ctl.export(table))
-        assert_table_equals(con, "data", "events", events_in(ctl.export("events"), window["window_from"],
-                                                             window["window_to"]))
