@@ -1,4 +1,4 @@
-"""How cdp-sync opens DuckDB: an explicit file and a memory cap.
+"""How cdp-sync opens DuckDB: an explicit file, a memory cap and a thread count.
 
 DuckDB keeps every block it writes cached up to its memory limit, 80% of RAM by default, so a
 large backfill grows the loading process by hundreds of MB. cdp-sync caps it (``[cdp_sync]
@@ -6,7 +6,13 @@ duckdb_memory_limit`` in ``.dlt/config.toml``, default 128MB; ``none`` lifts the
 spills to disk. One step cannot spill, the window function with which dlt's merge de-duplicates
 its staging table; ``run_within_cap`` finishes a load that fails on it without the cap.
 
-The cap cannot live under ``[destination.duckdb.credentials]`` in ``config.toml``: dlt treats
+DuckDB runs on every core by default. cdp-sync leaves one to the Python process (``[cdp_sync]
+duckdb_threads``, default: the cores this process may use, less one, at least one; ``auto`` is
+DuckDB's own default): on two cores one DuckDB thread appended a million Lytics profiles in
+3.0 s against 4.0-4.3 s with two, merged them in 5.2-5.6 s against 6.1-6.9 s, and held
+40-60 MB less (benchmarks/README.md). A backfill's other windows keep extracting while one loads.
+
+The settings cannot live under ``[destination.duckdb.credentials]`` in ``config.toml``: dlt treats
 that section as secret and refuses it there, which would break every ``destination="duckdb"``
 pipeline run from the project directory.
 """
@@ -52,17 +58,46 @@ def duckdb_memory_limit() -> str | None:
     return None if value.lower() in ("", "none", "off") else value
 
 
-def duckdb_destination(path: str) -> Any:
-    """The dlt DuckDB destination for the file ``path``, with cdp-sync's memory cap."""
+def duckdb_threads() -> int | None:
+    """``[cdp_sync] duckdb_threads``: a positive number, or ``auto`` (``None``: DuckDB's default,
+    every core); unset, the cores this process may use less one (at least one)."""
+    import os
+
+    import dlt
+
+    from sources.common.errors import ConfigurationError
+
+    value = dlt.config.get("cdp_sync.duckdb_threads")
+    if value is None:
+        return max(1, len(os.sched_getaffinity(0)) - 1)
+    text = str(value).strip().lower()
+    if text in ("auto", "none", ""):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigurationError(f"[cdp_sync] duckdb_threads must be a positive number or \"auto\", not {value!r}")
+    return int(text)
+
+
+def _duckdb(path: str, limit: str | None) -> Any:
     import dlt
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+    settings: dict[str, Any] = {}
+    if limit is not None:
+        settings["memory_limit"] = limit
+    threads = duckdb_threads()
+    if threads is not None:
+        settings["threads"] = threads
+    credentials = DuckDbCredentials(path, global_config=settings) if settings else path
+    return dlt.destinations.duckdb(credentials=credentials, loader_parallelism_strategy=DUCKDB_LOAD_ORDER)
+
+
+def duckdb_destination(path: str) -> Any:
+    """The dlt DuckDB destination for the file ``path``, with cdp-sync's memory cap and threads."""
     limit = duckdb_memory_limit()
-    if limit is None:
-        return dlt.destinations.duckdb(credentials=path, loader_parallelism_strategy=DUCKDB_LOAD_ORDER)
-    destination = dlt.destinations.duckdb(credentials=DuckDbCredentials(path, global_config={"memory_limit": limit}),
-                                          loader_parallelism_strategy=DUCKDB_LOAD_ORDER)
-    destination.cdp_sync_memory_cap = (path, limit)  # read by run_within_cap
+    destination = _duckdb(path, limit)
+    if limit is not None:
+        destination.cdp_sync_memory_cap = (path, limit)  # read by run_within_cap
     return destination
 
 
@@ -138,8 +173,6 @@ def _run_capped(pipeline: Any, step: Callable[[], Any], warn: Callable[[str], No
     except Exception as exc:
         if not _out_of_memory(exc) or not pipeline.has_pending_data:
             raise
-        import dlt
-
         path, limit = capped
         (warn or _log_warning)(
             f"DuckDB needed more than its memory cap ({limit}) for this load; finishing it without the cap "
@@ -147,8 +180,7 @@ def _run_capped(pipeline: Any, step: Callable[[], Any], warn: Callable[[str], No
         )
         finish_interrupted_direct_loads(pipeline)
         distrust_unique_rows(pipeline)
-        return pipeline.load(destination=dlt.destinations.duckdb(credentials=path,
-                                                                 loader_parallelism_strategy=DUCKDB_LOAD_ORDER))
+        return pipeline.load(destination=_duckdb(path, None))
     finally:
         dlt_logger.removeFilter(quiet)
 

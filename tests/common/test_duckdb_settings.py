@@ -64,6 +64,48 @@ def test_configured_value_is_used(tmp_path, monkeypatch, value):
     assert _memory_limit(pipeline) == expected
 
 
+def _threads(pipeline: dlt.Pipeline) -> int:
+    with pipeline.sql_client() as client:
+        return int(client.execute_sql("select current_setting('threads')")[0][0])
+
+
+@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (8, 7)])
+@pytest.mark.parametrize("capped", [True, False])
+def test_duckdb_leaves_one_core_to_the_process(tmp_path, monkeypatch, cores, expected, capped):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    if not capped:
+        monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "none")
+    pipeline = dlt.pipeline("th", destination=duckdb_destination(str(tmp_path / "th.duckdb")),
+                            dataset_name="th_data", pipelines_dir=str(tmp_path / "p"))
+    pipeline.run([{"a": 1}], table_name="t")
+    assert _threads(pipeline) == expected
+
+
+@pytest.mark.parametrize("value", ["3", "auto"])
+def test_configured_threads_are_used(tmp_path, monkeypatch, value):
+    import duckdb
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CDP_SYNC__DUCKDB_THREADS", value)
+    pipeline = dlt.pipeline("tc", destination=duckdb_destination(str(tmp_path / "tc.duckdb")),
+                            dataset_name="tc_data", pipelines_dir=str(tmp_path / "p"))
+    pipeline.run([{"a": 1}], table_name="t")
+    own_default = duckdb.connect().execute("select current_setting('threads')").fetchone()[0]
+    assert _threads(pipeline) == (3 if value == "3" else int(own_default))
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_bad_threads_are_one_clear_error(tmp_path, monkeypatch, value):
+    from sources.common.errors import ConfigurationError
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("CDP_SYNC__DUCKDB_THREADS", value)
+    with pytest.raises(ConfigurationError) as error:
+        duckdb_destination(str(tmp_path / "bad.duckdb"))
+    assert "duckdb_threads" in str(error.value) and "\n" not in str(error.value)
+
+
 class _LogRecords(logging.Handler):
     """What dlt's logger emits, with tracebacks, as text."""
 
