@@ -2,9 +2,12 @@
 
 DuckDB keeps every block it writes cached up to its memory limit, 80% of RAM by default, so a
 large backfill grows the loading process by hundreds of MB. cdp-sync caps it (``[cdp_sync]
-duckdb_memory_limit`` in ``.dlt/config.toml``, default 128MB; ``none`` lifts the cap): DuckDB then
-spills to disk. One step cannot spill, the window function with which dlt's merge de-duplicates
-its staging table; ``run_within_cap`` finishes a load that fails on it without the cap.
+duckdb_memory_limit`` in ``.dlt/config.toml``, default 48MB; ``none`` lifts the cap): DuckDB then
+spills to disk. An insert of a million rows holds about the cap plus 20-35 MB whatever the cap
+(48MB: 67-83 MB for each vendor's largest table; 128MB: 120-164 MB) and takes 3-15 % longer than
+under 128MB; with one DuckDB thread, a merge de-duplicating 500,000 Lytics profiles still fits.
+One step cannot spill, the window function with which dlt's merge de-duplicates its staging
+table; ``run_within_cap`` finishes a load that fails on it without the cap.
 
 DuckDB runs on every core by default. cdp-sync leaves one to the Python process (``[cdp_sync]
 duckdb_threads``, default: the cores this process may use, less one, at least one; ``auto`` is
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-DEFAULT_DUCKDB_MEMORY_LIMIT = "128MB"
+DEFAULT_DUCKDB_MEMORY_LIMIT = "48MB"
 #: one load job at a time on DuckDB. dlt otherwise copies several files at once (a Synerise load:
 #: profiles, catalog items and events), each insert holding its own uncommitted rows, so the
 #: load's memory grew with the number of tables on top of the cap; DuckDB already spreads one
