@@ -63,11 +63,15 @@ def iso_to_micros(text: str, where: str = "timestamp") -> int:
 
 def distinct_hashes(hashes: array) -> int:
     """How many distinct values an ``array("q")`` of hashes holds, counted by Arrow over the
-    array's own buffer (no Python object per value)."""
-    if len(hashes) < 2:
-        return len(hashes)
-    column = pa.Array.from_buffers(pa.int64(), len(hashes), [None, pa.py_buffer(hashes)])
-    return int(pc.count_distinct(column).as_py())
+    array's own buffer (no Python object per value): sorted, the values that differ from their
+    predecessor. A sort needs 16 bytes per value while it runs; ``count_distinct``'s hash table
+    needed about 110 (a million profiles: 108 MB, the extract's peak at the end of the scan)."""
+    n = len(hashes)
+    if n < 2:
+        return n
+    column = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(hashes)])
+    ordered = column.take(pc.array_sort_indices(column))
+    return 1 + int(pc.sum(pc.not_equal(ordered.slice(1), ordered.slice(0, n - 1))).as_py())
 
 
 def _without_empty(arr: pa.Array) -> pa.Array:

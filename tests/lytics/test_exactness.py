@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import shutil
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sources.common.cursor import fingerprint
 from sources.common.errors import AuthError, MalformedResponse
 from sources.common.hints import DEDUPLICATED
 from sources.lytics import UNFIT_SUFFIX, user_table
 from sources.lytics import settings as S
+from sources.lytics.tables import distinct_hashes
 
 from .test_source import CATALOG, assert_users_equal, connect, root, run, source
 from .truth import assert_table_equals
@@ -343,3 +347,15 @@ def test_a_401_cuts_short_another_bucket_scans_wait_on_a_429(emu, ctl, make_pipe
 def _tables(tmp_path: Path) -> set[str]:
     with connect(tmp_path) as con:
         return {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+
+
+# -- the distinct count behind "unique in run" and the short-scan check ------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 3), st.integers(-(2**63), 2**63 - 1),
+                          st.sampled_from([-(2**63), 2**63 - 1, 0])), max_size=300))
+def test_distinct_hashes_counts_what_a_set_counts(values):
+    hashes = array("q", values)
+    assert distinct_hashes(hashes) == len(set(values))
+    assert hashes.tolist() == values, "the count leaves the hashes as they were"
