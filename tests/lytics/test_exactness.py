@@ -19,7 +19,7 @@ from sources.common.errors import AuthError, MalformedResponse
 from sources.common.hints import DEDUPLICATED
 from sources.lytics import UNFIT_SUFFIX, user_table
 from sources.lytics import settings as S
-from sources.lytics.tables import distinct_hashes
+from sources.lytics.tables import DISTINCT_PART_ROWS, distinct_hashes
 
 from .test_source import CATALOG, assert_users_equal, connect, root, run, source
 from .truth import assert_table_equals
@@ -357,5 +357,14 @@ def _tables(tmp_path: Path) -> set[str]:
                           st.sampled_from([-(2**63), 2**63 - 1, 0])), max_size=300))
 def test_distinct_hashes_counts_what_a_set_counts(values):
     hashes = array("q", values)
-    assert distinct_hashes(hashes) == len(set(values))
+    # one pass over the whole array, and the int64 range cut into parts of a few values each
+    for part_rows in (DISTINCT_PART_ROWS, 1, 2, 5, 37):
+        assert distinct_hashes(hashes, part_rows) == len(set(values)), part_rows
     assert hashes.tolist() == values, "the count leaves the hashes as they were"
+
+
+def test_distinct_hashes_in_parts_counts_values_on_the_parts_edges_once():
+    edges = [-(2**63) + (2**64 * j) // 4 for j in range(1, 4)]
+    values = [v + d for v in edges for d in (-1, 0, 0, 1)] + [-(2**63), 2**63 - 1, -(2**63)]
+    assert len(values) == 15  # part_rows=4: four parts, the edges above
+    assert distinct_hashes(array("q", values), part_rows=4) == len(set(values)) == 11
