@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import gc
+import os
+import platform
+import subprocess
+import sys
 import weakref
+from pathlib import Path
 
-from pipelines.runtime import settle_heap
+import pytest
+
+from pipelines.runtime import MALLOC_ARENAS, limit_malloc_arenas, settle_heap
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Node:
@@ -27,3 +36,45 @@ def test_settle_heap_freezes_what_is_alive_and_still_collects_new_cycles() -> No
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+_COUNT_HEAPS = r"""
+import ctypes, os, sys, tempfile, threading
+if sys.argv[1] == "settled":
+    from pipelines.runtime import settle_heap
+    settle_heap()
+barrier = threading.Barrier(6)
+def work():
+    barrier.wait()  # all six start allocating at once
+    keep = [bytearray(4096) for _ in range(2000)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+path = os.path.join(tempfile.mkdtemp(), "malloc_info.xml")
+f = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(f))
+libc.fclose(ctypes.c_void_p(f))
+print(open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are a glibc setting")
+def test_the_run_s_threads_share_two_malloc_heaps() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def heaps(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _COUNT_HEAPS, mode], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    assert heaps("plain") > MALLOC_ARENAS, "control: each of six threads takes a heap of its own"
+    assert heaps("settled") == MALLOC_ARENAS
+
+
+def test_an_arena_limit_set_in_the_environment_wins(monkeypatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
