@@ -53,20 +53,21 @@ def test_plain_duckdb_destination_still_works_in_the_project_directory(tmp_path,
     assert not db.exists()
 
 
+def _loaded_setting(tmp_path: Path, setting: str) -> str:
+    """DuckDB's ``setting`` as a cdp-sync DuckDB destination left it after loading one row."""
+    pipeline = dlt.pipeline("s", destination=duckdb_destination(str(tmp_path / "s.duckdb")),
+                            dataset_name="s_data", pipelines_dir=str(tmp_path / "p"))
+    pipeline.run([{"a": 1}], table_name="t")
+    with pipeline.sql_client() as client:
+        return str(client.execute_sql(f"select current_setting('{setting}')")[0][0])
+
+
 @pytest.mark.parametrize("value", ["64MB", "1GB"])
 def test_configured_value_is_used(tmp_path, monkeypatch, value):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", value)
-    pipeline = dlt.pipeline("v", destination=duckdb_destination(str(tmp_path / "v.duckdb")),
-                            dataset_name="v_data", pipelines_dir=str(tmp_path / "p"))
-    pipeline.run([{"a": 1}], table_name="t")
     expected = {"64MB": "61.0 MiB", "1GB": "953.6 MiB"}[value]
-    assert _memory_limit(pipeline) == expected
-
-
-def _threads(pipeline: dlt.Pipeline) -> int:
-    with pipeline.sql_client() as client:
-        return int(client.execute_sql("select current_setting('threads')")[0][0])
+    assert _loaded_setting(tmp_path, "memory_limit") == expected
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (8, 7)])
@@ -76,10 +77,7 @@ def test_duckdb_leaves_one_core_to_the_process(tmp_path, monkeypatch, cores, exp
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     if not capped:
         monkeypatch.setenv("CDP_SYNC__DUCKDB_MEMORY_LIMIT", "none")
-    pipeline = dlt.pipeline("th", destination=duckdb_destination(str(tmp_path / "th.duckdb")),
-                            dataset_name="th_data", pipelines_dir=str(tmp_path / "p"))
-    pipeline.run([{"a": 1}], table_name="t")
-    assert _threads(pipeline) == expected
+    assert int(_loaded_setting(tmp_path, "threads")) == expected
 
 
 @pytest.mark.parametrize("value", ["3", "auto"])
@@ -88,11 +86,8 @@ def test_configured_threads_are_used(tmp_path, monkeypatch, value):
 
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("CDP_SYNC__DUCKDB_THREADS", value)
-    pipeline = dlt.pipeline("tc", destination=duckdb_destination(str(tmp_path / "tc.duckdb")),
-                            dataset_name="tc_data", pipelines_dir=str(tmp_path / "p"))
-    pipeline.run([{"a": 1}], table_name="t")
     own_default = duckdb.connect().execute("select current_setting('threads')").fetchone()[0]
-    assert _threads(pipeline) == (3 if value == "3" else int(own_default))
+    assert int(_loaded_setting(tmp_path, "threads")) == (3 if value == "3" else int(own_default))
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
