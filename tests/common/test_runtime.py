@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.runtime import MALLOC_ARENAS, limit_malloc_arenas, settle_heap
+from pipelines.runtime import MALLOC_ARENAS, settle_heap, tune_malloc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ print(open(path).read().count("<heap nr="))
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are a glibc setting")
 def test_the_run_s_threads_share_two_malloc_heaps() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = str(ROOT)
 
     def heaps(mode: str) -> int:
@@ -75,6 +75,43 @@ def test_the_run_s_threads_share_two_malloc_heaps() -> None:
     assert heaps("settled") == MALLOC_ARENAS
 
 
-def test_an_arena_limit_set_in_the_environment_wins(monkeypatch) -> None:
+_MAPPED_AFTER_A_LARGE_FREE = r"""
+import ctypes, sys
+if sys.argv[1] == "settled":
+    from pipelines.runtime import settle_heap
+    settle_heap()
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+big = libc.malloc(16 << 20)  # mapped on its own; freeing it raises glibc's own threshold to 16 MiB
+libc.free(ctypes.c_void_p(big))
+before = libc.mallinfo2().hblks
+block = libc.malloc(2 << 20)
+print(libc.mallinfo2().hblks - before)
+libc.free(ctypes.c_void_p(block))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc thresholds are a glibc setting")
+def test_a_run_s_large_blocks_stay_mapped_after_a_larger_one_was_freed() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def mapped(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _MAPPED_AFTER_A_LARGE_FREE, mode], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    assert mapped("plain") == 0, "control: glibc's raised threshold puts a 2 MiB block on a heap"
+    assert mapped("settled") == 1
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc settings are glibc's")
+def test_malloc_settings_in_the_environment_win(monkeypatch) -> None:
+    for name in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False
+    assert tune_malloc() == ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
