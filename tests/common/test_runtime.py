@@ -61,18 +61,20 @@ print(open(path).read().count("<heap nr="))
 """
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are a glibc setting")
-def test_the_run_s_threads_share_two_malloc_heaps() -> None:
+def _probe(script: str, mode: str) -> int:
+    """The number ``script`` prints in a fresh interpreter without any ``MALLOC_*`` variable;
+    ``mode`` "settled" has it call ``settle_heap`` first, "plain" is the control."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", script, mode], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
 
-    def heaps(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _COUNT_HEAPS, mode], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        return int(out.stdout.strip().splitlines()[-1])
 
-    assert heaps("plain") > MALLOC_ARENAS, "control: each of six threads takes a heap of its own"
-    assert heaps("settled") == MALLOC_ARENAS
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are a glibc setting")
+def test_the_run_s_threads_share_two_malloc_heaps() -> None:
+    assert _probe(_COUNT_HEAPS, "plain") > MALLOC_ARENAS, "control: each of six threads takes a heap of its own"
+    assert _probe(_COUNT_HEAPS, "settled") == MALLOC_ARENAS
 
 
 _MAPPED_AFTER_A_LARGE_FREE = r"""
@@ -97,16 +99,8 @@ libc.free(ctypes.c_void_p(block))
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc thresholds are a glibc setting")
 def test_a_run_s_large_blocks_stay_mapped_after_a_larger_one_was_freed() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env["PYTHONPATH"] = str(ROOT)
-
-    def mapped(mode: str) -> int:
-        out = subprocess.run([sys.executable, "-c", _MAPPED_AFTER_A_LARGE_FREE, mode], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
-        return int(out.stdout.strip().splitlines()[-1])
-
-    assert mapped("plain") == 0, "control: glibc's raised threshold puts a 2 MiB block on a heap"
-    assert mapped("settled") == 1
+    assert _probe(_MAPPED_AFTER_A_LARGE_FREE, "plain") == 0, "control: glibc's raised threshold puts it on a heap"
+    assert _probe(_MAPPED_AFTER_A_LARGE_FREE, "settled") == 1
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc settings are glibc's")
