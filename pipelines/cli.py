@@ -109,7 +109,14 @@ def _explain(exc: BaseException, vendor: str | None) -> tuple[str, int]:
         return redact(str(found)), EXIT_FAILED
     if found is not None:
         return redact(str(found)), EXIT_FAILED
-    text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    step = getattr(exc, "step", None)
+    cause = exc
+    while getattr(cause, "exception", None) is not None and getattr(cause, "exception") is not cause:
+        cause = cause.exception  # dlt's step failure carries the error of the step ("with exception:")
+    text = redact(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
+    if cause is not exc:
+        where = f" at step={step}" if step else ""
+        return f"{type(exc).__name__}{where}: {type(cause).__name__}: {text}", EXIT_FAILED
     return f"{type(exc).__name__}: {text}", EXIT_FAILED
 
 

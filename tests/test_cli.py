@@ -49,3 +49,22 @@ def test_state_prints_the_folder_it_read(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"state in {pipelines_dir / 'personyze'}" in result.stdout.splitlines()[0]
     assert "cursor = 7" in result.stdout
+
+
+def test_a_step_failure_names_its_cause_in_one_line():
+    """dlt's step failure says "… failed at `step=sync` with exception:" on its first line and the
+    cause on the next: the one-line error names the step and the cause."""
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    from pipelines.cli import _explain
+
+    class _Pipeline:
+        pipeline_name = "p"
+        has_pending_data = False
+        first_run = False
+
+    cause = ValueError("the state table is locked\nsecond line")
+    failure = PipelineStepFailed(_Pipeline(), "sync", None, cause, None)
+    message, code = _explain(failure, None)
+    assert message == "PipelineStepFailed at step=sync: ValueError: the state table is locked"
+    assert code != 0
