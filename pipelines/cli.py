@@ -110,9 +110,10 @@ def _explain(exc: BaseException, vendor: str | None) -> tuple[str, int]:
     if found is not None:
         return redact(str(found)), EXIT_FAILED
     step = getattr(exc, "step", None)
-    cause = exc
-    while getattr(cause, "exception", None) is not None and getattr(cause, "exception") is not cause:
-        cause = cause.exception  # dlt's step failure carries the error of the step ("with exception:")
+    cause, inner = exc, getattr(exc, "exception", None)
+    while isinstance(inner, BaseException) and inner is not exc and inner is not cause:
+        # dlt's step failure carries the error of the step ("with exception:"), which may wrap another
+        cause, inner = inner, getattr(inner, "exception", None)
     text = redact(str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__)
     if cause is not exc:
         where = f" at step={step}" if step else ""

@@ -71,8 +71,9 @@ def duckdb_threads() -> int | None:
     from sources.common.errors import ConfigurationError
 
     value = dlt.config.get("cdp_sync.duckdb_threads")
-    if value is None:
-        return max(1, len(os.sched_getaffinity(0)) - 1)
+    if value is None:  # the cores this process may run on (Linux); elsewhere every core
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores - 1)
     text = str(value).strip().lower()
     if text in ("auto", "none", ""):
         return None

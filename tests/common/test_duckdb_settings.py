@@ -80,6 +80,14 @@ def test_duckdb_leaves_one_core_to_the_process(tmp_path, monkeypatch, cores, exp
     assert int(_loaded_setting(tmp_path, "threads")) == expected
 
 
+def test_without_affinity_every_core_counts(tmp_path, monkeypatch):
+    """Where the OS has no CPU affinity (macOS), the default comes from the core count."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delattr("os.sched_getaffinity", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 6)
+    assert int(_loaded_setting(tmp_path, "threads")) == 5
+
+
 @pytest.mark.parametrize("value", ["3", "auto"])
 def test_configured_threads_are_used(tmp_path, monkeypatch, value):
     import duckdb
